@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make serve` and `make test` (python3, make and pip only).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install serve test lint typecheck unit lock model clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install  ## serve the default model on 127.0.0.1:8000
+	$(BIN)/modelserve serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit  ## everything CI runs
+
+lock: install  ## re-pin every dependency after changing pyproject.toml
+	$(BIN)/pip freeze --exclude-editable | grep -v -e '^pip==' -e '^-e ' > requirements.lock
+
+model: install  ## rebuild the default breast-cancer model as the next version
+	$(BIN)/python scripts/build_default_model.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

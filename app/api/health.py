@@ -1,0 +1,40 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api.deps import get_manager
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", summary="The process is up")
+async def live() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get(
+    "/ready",
+    summary="Every served model is loaded and warmed (503 until then)",
+    responses={503: {"description": "Some model is not loaded yet, or failed to load"}},
+)
+async def ready(request: Request) -> JSONResponse:
+    manager = get_manager(request)
+    models: dict[str, Any] = {}
+    for name, state in manager.states.items():
+        served = manager.served.get(name)
+        models[name] = {
+            "alias": state.alias,
+            "version": served.version if served else None,
+            "ready": served is not None,
+            "error": state.error,
+        }
+    ok = manager.ready
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "models": models},
+        status_code=200 if ok else 503,
+    )

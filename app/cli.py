@@ -1,0 +1,168 @@
+"""The ``modelserve`` command line: serve, inspect the registry, score files locally."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+import typer
+
+from app.config import Settings
+from app.registry.store import Registry, RegistryError
+
+cli = typer.Typer(
+    name="modelserve",
+    help="Serve versioned scikit-learn models over HTTP, watched by Prometheus.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+RegistryOpt = Annotated[
+    Path | None,
+    typer.Option("--registry", help="Registry root (default: $MODELSERVE_REGISTRY or models)."),
+]
+
+
+def _registry(path: Path | None) -> Registry:
+    return Registry(path or Settings().registry)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def prepare_multiprocess_dir(workers: int) -> None:
+    """Point prometheus_client at an empty per-run directory when several workers share it."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    elif workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelserve-metrics-")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (MODELSERVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (MODELSERVE_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (MODELSERVE_WORKERS).")] = None,
+    registry: RegistryOpt = None,
+    model: Annotated[str | None, typer.Option(help="Default model (MODELSERVE_MODEL).")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias to serve (MODELSERVE_ALIAS).")] = None,
+) -> None:
+    """Serve the registry over HTTP (POST /predict, /metrics, /docs)."""
+    import uvicorn
+
+    overrides = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "registry": registry,
+        "model": model,
+        "alias": alias,
+    }
+    for key, value in overrides.items():
+        if value is not None:  # flags beat env: hand them to every worker through env
+            os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
+    settings = Settings()
+    prepare_multiprocess_dir(settings.workers)
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=math.ceil(settings.request_timeout_s),
+        )
+    finally:
+        if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
+
+
+@cli.command("models")
+def list_models(registry: RegistryOpt = None) -> None:
+    """List the models in the registry with their versions and aliases."""
+    reg = _registry(registry)
+    names = reg.model_names()
+    if not names:
+        raise _fail(f"no models in registry {reg.root}")
+    for name in names:
+        try:
+            versions = ", ".join(reg.versions(name)) or "-"
+            aliases = ", ".join(f"{a}={v}" for a, v in sorted(reg.aliases(name).items())) or "-"
+        except (RegistryError, ValueError) as exc:
+            typer.echo(f"{name}\tunreadable: {exc}")
+            continue
+        typer.echo(f"{name}\tversions: {versions}\taliases: {aliases}")
+
+
+def _read_rows(path: Path, feature_names: list[str]) -> np.ndarray[Any, Any]:
+    from app.api.errors import ApiError
+    from app.schemas import decode_json, parse_instances
+
+    if path.suffix == ".csv":
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            instances: Any = [
+                {k: float(v) for k, v in row.items() if k in feature_names} for row in reader
+            ]
+        payload: Any = {"instances": instances}
+    else:
+        payload = decode_json(path.read_bytes())
+        if isinstance(payload, list):
+            payload = {"instances": payload}
+    try:
+        return parse_instances(payload, feature_names, max_batch=sys.maxsize)
+    except ApiError as exc:
+        raise _fail(f"{path}: {exc.field}: {exc.message}") from None
+
+
+@cli.command()
+def predict(
+    name: Annotated[str, typer.Argument(help="Model name in the registry.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="rows.csv|rows.json")
+    ],
+    alias: Annotated[str, typer.Option(help="Alias or version number.")] = "production",
+    registry: RegistryOpt = None,
+) -> None:
+    """Score a CSV (header = feature names) or JSON file locally; JSON lines to stdout."""
+    reg = _registry(registry)
+    try:
+        version = reg.resolve(name, alias)
+        artifact = reg.load(name, version)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    meta = artifact.metadata
+    rows = _read_rows(input, meta.feature_names)
+    predictions = artifact.estimator.predict(rows)
+    has_proba = meta.task == "classification" and hasattr(artifact.estimator, "predict_proba")
+    proba = artifact.estimator.predict_proba(rows) if has_proba else None
+    for i, prediction in enumerate(np.asarray(predictions).tolist()):
+        line: dict[str, Any] = {"model": name, "version": version, "prediction": prediction}
+        if proba is not None:
+            line["probabilities"] = proba[i].tolist()
+        sys.stdout.write(orjson.dumps(line).decode() + "\n")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

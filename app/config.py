@@ -1,0 +1,66 @@
+"""All runtime settings, read from ``MODELSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. CLI flags override these; these override defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+
+    registry: Path = Field(Path("models"), description="Root of the model registry.")
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to bind.")
+    workers: int = Field(1, ge=1, le=64, description="Server processes.")
+    model: str = Field("breast-cancer", description="Model served at POST /predict.")
+    alias: str = Field("production", description="Alias of the default model to serve.")
+    max_batch: int = Field(1000, ge=1, description="Most instances accepted in one request.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+
+    batch_max_rows: int = Field(256, ge=1, description="Most rows coalesced into one model call.")
+    batch_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="Longest a forming batch waits behind a running call; never when idle.",
+    )
+    queue_size: int = Field(
+        1024, ge=1, description="Requests waiting per model before 503 + Retry-After."
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a prediction may take before 504."
+    )
+
+    poll_interval_s: float = Field(
+        5.0, ge=0, description="How often servers re-read aliases (0 disables polling)."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for /admin routes; unset disables them."
+    )
+
+    @field_validator("model", "alias")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("registry")
+    @classmethod
+    def _absolute_registry(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,94 @@
+"""Every Prometheus metric modelserve exports, in one place.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported, prometheus_client keeps
+values in per-process files and /metrics sums them across workers; gauges declare how they
+combine (``multiprocess_mode``). Label sets are bounded: model and version come from the
+registry, ``class`` from the model's classes, ``reason`` from ``ErrorReason``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# 50 µs .. 5 s, roughly x2.5 per step: resolves a logistic model and a large forest alike.
+INFERENCE_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ErrorReason(StrEnum):
+    """Why a prediction request failed; the bounded values of the ``reason`` label."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    INVALID_FEATURES = "invalid_features"
+    INVALID_VALUE = "invalid_value"
+    BATCH_TOO_LARGE = "batch_too_large"
+    BODY_TOO_LARGE = "body_too_large"
+    UNKNOWN_MODEL = "unknown_model"
+    NOT_READY = "not_ready"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    MODEL_ERROR = "model_error"
+
+
+INFERENCE_DURATION = Histogram(
+    "modelserve_inference_duration_seconds",
+    "Time spent in the model call alone (one call may score a whole batch).",
+    ["model", "version"],
+    buckets=INFERENCE_BUCKETS,
+)
+PREDICTIONS = Counter(
+    "modelserve_predictions",
+    "Instances predicted, by predicted class (classifiers).",
+    ["model", "version", "class"],
+)
+PREDICTION_VALUE = Histogram(
+    "modelserve_prediction_value",
+    "Predicted values (regressors).",
+    ["model", "version"],
+    buckets=(-1000, -100, -10, -1, 0, 1, 10, 100, 1000, 10000),
+)
+PREDICTION_ERRORS = Counter(
+    "modelserve_prediction_errors",
+    "Prediction requests refused or failed, by reason.",
+    ["model", "reason"],
+)
+BATCH_SIZE = Histogram(
+    "modelserve_batch_size",
+    "Instances per model call.",
+    ["model"],
+    buckets=BATCH_BUCKETS,
+)
+MODEL_INFO = Gauge(
+    "modelserve_model_info",
+    "1 for the version each model is serving now, 0 for versions it served before.",
+    ["model", "version", "sha256"],
+    multiprocess_mode="livemax",
+)
+MODEL_LOADED_TIMESTAMP = Gauge(
+    "modelserve_model_loaded_timestamp_seconds",
+    "Unix time the version was loaded and warmed.",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+MODEL_RELOAD_FAILURES = Counter(
+    "modelserve_model_reload_failures",
+    "Loads or reloads of a model version that failed (old version kept serving).",
+    ["model"],
+)
+QUEUE_DEPTH = Gauge(
+    "modelserve_queue_depth",
+    "Requests waiting for a model call.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+REQUESTS_REJECTED = Counter(
+    "modelserve_requests_rejected",
+    "Requests refused with 503 because the model's queue was full.",
+    ["model"],
+)

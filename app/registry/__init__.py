@@ -1,0 +1,1 @@
+"""The versioned model registry on disk; knows nothing of HTTP."""

@@ -1,0 +1,68 @@
+"""The ``metadata.json`` schema written beside every registered model artifact."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["classification", "regression"]
+Label = int | float | str | bool
+
+
+class FeatureSpec(BaseModel):
+    name: str
+    dtype: str = "float64"
+
+
+class FeatureReference(BaseModel):
+    """Training distribution of one feature: quantile bin edges and the share in each bin.
+
+    ``edges`` are the inner cut points; bin ``i`` holds values in ``(edges[i-1], edges[i]]``,
+    so there are ``len(edges) + 1`` bins and as many proportions.
+    """
+
+    edges: list[float]
+    proportions: list[float]
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+class Reference(BaseModel):
+    features: dict[str, FeatureReference] = Field(default_factory=dict)
+    class_ratio: dict[str, float] = Field(
+        default_factory=dict, description="Share of each class label in the training target."
+    )
+
+
+class ModelMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: str
+    created_at: datetime
+    artifact: str = "model.joblib"
+    format: Literal["joblib", "skops"] = "joblib"
+    sha256: str
+    python_version: str
+    sklearn_version: str
+    task: Task
+    features: list[FeatureSpec]
+    target: str = "target"
+    classes: list[Label] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    data_fingerprint: str
+    example: list[float] = Field(
+        default_factory=list, description="One training row, used for smoke tests and docs."
+    )
+    reference: Reference = Field(default_factory=Reference)
+    params: dict[str, Any] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    git_commit: str | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]

@@ -1,0 +1,262 @@
+"""The on-disk model registry: ``<root>/<name>/<version>/`` directories plus ``aliases.json``.
+
+Layout::
+
+    <root>/<name>/aliases.json            {"aliases": {...}, "history": [...]}
+    <root>/<name>/<version>/model.joblib  the artifact (a pickle: verified before loading)
+    <root>/<name>/<version>/metadata.json ModelMetadata
+
+Every write goes to a temporary file or directory first and is renamed into place under a
+file lock, so readers never see half a version and concurrent CLIs never lose an update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sklearn
+from filelock import FileLock
+
+from app.registry.metadata import ModelMetadata
+
+log = logging.getLogger(__name__)
+
+ALIASES_FILE = "aliases.json"
+METADATA_FILE = "metadata.json"
+LOCK_FILE = ".lock"
+
+
+class RegistryError(Exception):
+    """Base class of every registry failure; the message is meant for humans."""
+
+
+class ModelNotFoundError(RegistryError):
+    pass
+
+
+class ChecksumMismatchError(RegistryError):
+    pass
+
+
+class IncompatibleVersionError(RegistryError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedArtifact:
+    metadata: ModelMetadata
+    estimator: Any
+    path: Path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sklearn_version(recorded: str, installed: str = sklearn.__version__) -> None:
+    """Refuse a different major version of scikit-learn; warn on a different minor one."""
+    rec = recorded.split(".")
+    ins = installed.split(".")
+    if rec[0] != ins[0]:
+        raise IncompatibleVersionError(
+            f"model was trained with scikit-learn {recorded}, installed is {installed}: "
+            "major versions differ, refusing to load"
+        )
+    if rec[:2] != ins[:2]:
+        log.warning(
+            "model trained with scikit-learn %s, installed %s: minor versions differ",
+            recorded,
+            installed,
+        )
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def model_dir(self, name: str) -> Path:
+        path = self.root / name
+        if "/" in name or name.startswith(".") or not path.is_dir():
+            raise ModelNotFoundError(f"model {name!r} is not in the registry at {self.root}")
+        return path
+
+    def versions(self, name: str) -> list[str]:
+        model_dir = self.model_dir(name)
+        found = [
+            p.name
+            for p in model_dir.iterdir()
+            if p.is_dir() and p.name.isdigit() and (p / METADATA_FILE).is_file()
+        ]
+        return sorted(found, key=int)
+
+    def metadata(self, name: str, version: str) -> ModelMetadata:
+        path = self.model_dir(name) / str(version) / METADATA_FILE
+        if not path.is_file():
+            raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
+        return ModelMetadata.model_validate_json(path.read_bytes())
+
+    def _aliases_doc(self, name: str) -> dict[str, Any]:
+        path = self.model_dir(name) / ALIASES_FILE
+        if not path.is_file():
+            return {"aliases": {}, "history": []}
+        doc: dict[str, Any] = json.loads(path.read_text())
+        doc.setdefault("aliases", {})
+        doc.setdefault("history", [])
+        return doc
+
+    def aliases(self, name: str) -> dict[str, str]:
+        return {k: str(v) for k, v in self._aliases_doc(name)["aliases"].items()}
+
+    def alias_history(self, name: str) -> list[dict[str, Any]]:
+        history: list[dict[str, Any]] = self._aliases_doc(name)["history"]
+        return history
+
+    def resolve(self, name: str, alias_or_version: str) -> str:
+        """A version number for an alias (or a version given directly)."""
+        if alias_or_version.isdigit():
+            if alias_or_version not in self.versions(name):
+                raise ModelNotFoundError(f"model {name!r} has no version {alias_or_version!r}")
+            return alias_or_version
+        aliases = self.aliases(name)
+        if alias_or_version not in aliases:
+            raise ModelNotFoundError(f"model {name!r} has no alias {alias_or_version!r}")
+        return aliases[alias_or_version]
+
+    def verify(self, name: str, version: str) -> ModelMetadata:
+        """The metadata of a version whose artifact matches its recorded sha256."""
+        meta = self.metadata(name, version)
+        artifact = self.model_dir(name) / version / meta.artifact
+        if not artifact.is_file():
+            raise ChecksumMismatchError(f"{artifact}: artifact file is missing")
+        actual = sha256_of(artifact)
+        if actual != meta.sha256:
+            raise ChecksumMismatchError(
+                f"{artifact}: sha256 {actual} does not match the registry record "
+                f"{meta.sha256}; refusing to load"
+            )
+        return meta
+
+    def load(self, name: str, version: str) -> LoadedArtifact:
+        """Verify, then unpickle. The bytes hashed are the bytes loaded (no swap in between)."""
+        meta = self.metadata(name, version)
+        artifact = self.model_dir(name) / version / meta.artifact
+        if not artifact.is_file():
+            raise ChecksumMismatchError(f"{artifact}: artifact file is missing")
+        data = artifact.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != meta.sha256:
+            raise ChecksumMismatchError(
+                f"{artifact}: sha256 {actual} does not match the registry record "
+                f"{meta.sha256}; refusing to load"
+            )
+        check_sklearn_version(meta.sklearn_version)
+        estimator = joblib.load(io.BytesIO(data))
+        return LoadedArtifact(metadata=meta, estimator=estimator, path=artifact)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        model_dir = self.root / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(model_dir / LOCK_FILE), timeout=60):
+            yield
+
+    def register(
+        self,
+        name: str,
+        estimator: Any,
+        metadata: dict[str, Any],
+        extra_files: dict[str, str] | None = None,
+    ) -> ModelMetadata:
+        """Write a new immutable version; returns its metadata (version and sha256 filled in).
+
+        The version directory is built under a hidden temporary name and renamed into place,
+        so a crash leaves at most an invisible ``.tmp-*`` directory behind.
+        """
+        with self.lock(name):
+            model_dir = self.root / name
+            taken = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+            version = str(max(taken, default=0) + 1)
+            staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
+            try:
+                artifact = staging / "model.joblib"
+                joblib.dump(estimator, artifact)
+                fields = {
+                    "created_at": datetime.now(UTC),
+                    **metadata,
+                    "name": name,
+                    "version": version,
+                    "artifact": artifact.name,
+                    "format": "joblib",
+                    "sha256": sha256_of(artifact),
+                }
+                meta = ModelMetadata.model_validate(fields)
+                (staging / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+                for filename, text in (extra_files or {}).items():
+                    (staging / filename).write_text(text)
+                os.chmod(staging, 0o755)  # noqa: S103 - versions are world-readable, like git objects
+                os.rename(staging, model_dir / version)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            return meta
+
+    def set_alias(self, name: str, alias: str, version: str, *, reason: str = "promote") -> None:
+        """Point ``alias`` at ``version`` (verified first), recording the change in history."""
+        with self.lock(name):
+            self.verify(name, version)
+            doc = self._aliases_doc(name)
+            previous = doc["aliases"].get(alias)
+            doc["aliases"][alias] = str(version)
+            doc["history"].append(
+                {
+                    "alias": alias,
+                    "version": str(version),
+                    "previous": previous,
+                    "at": datetime.now(UTC).isoformat(),
+                    "reason": reason,
+                }
+            )
+            _write_json_atomic(self.root / name / ALIASES_FILE, doc)

@@ -1,0 +1,184 @@
+"""Which models and versions this process serves; loads them and swaps them atomically.
+
+The served set is the default model (at the configured alias) plus every registry model with a
+``production`` alias. ``refresh()`` re-reads the aliases: a changed version is verified,
+loaded and warmed in a background thread, then swapped in with one dict assignment. Requests
+already holding the old ``ServedModel`` finish on it; a failed load keeps the old one serving
+and counts ``modelserve_model_reload_failures_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from app import metrics
+from app.config import Settings
+from app.registry.store import ModelNotFoundError, Registry, RegistryError
+from app.serving.runner import ServedModel
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+
+
+class ModelNotReadyError(Exception):
+    """The model is known but has no loaded version (still loading, or its load failed)."""
+
+
+@dataclass
+class ModelState:
+    alias: str
+    wanted_version: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    model: str
+    old_version: str | None
+    new_version: str | None
+    error: str | None = None
+
+
+class ModelManager:
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.served: dict[str, ServedModel] = {}
+        self.states: dict[str, ModelState] = {}
+        # One inference thread: sklearn holds the GIL, a second thread only adds contention.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._refresh_lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        self.started = False
+
+    # ---- lookups used by the routes --------------------------------------------------
+
+    def get(self, name: str) -> ServedModel:
+        served = self.served.get(name)
+        if served is not None:
+            return served
+        state = self.states.get(name)
+        if state is None:
+            raise ModelNotFoundError(f"model {name!r} is not served here")
+        reason = state.error or "still loading"
+        raise ModelNotReadyError(f"model {name!r} is not ready: {reason}")
+
+    @property
+    def ready(self) -> bool:
+        return self.started and all(name in self.served for name in self.states)
+
+    def wanted(self) -> dict[str, str]:
+        """Model name -> alias for every model this process should serve."""
+        wanted = {self.settings.model: self.settings.alias}
+        for name in self.registry.model_names():
+            if name == self.settings.model:
+                continue
+            try:
+                if PRODUCTION in self.registry.aliases(name):
+                    wanted[name] = PRODUCTION
+            except (RegistryError, ValueError) as exc:
+                log.warning("skipping model %s: %s", name, exc)
+        return wanted
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh()
+        self.started = True
+        if self.settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for served in list(self.served.values()):
+            await served.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("registry poll failed")
+
+    async def refresh(self) -> list[SwapResult]:
+        """Bring every served model to the version its alias points at now."""
+        async with self._refresh_lock:
+            wanted = await asyncio.get_running_loop().run_in_executor(self._loader, self.wanted)
+            results = []
+            for name, alias in wanted.items():
+                state = self.states.setdefault(name, ModelState(alias=alias))
+                result = await self._refresh_one(name, state)
+                if result is not None:
+                    results.append(result)
+            return results
+
+    async def _refresh_one(self, name: str, state: ModelState) -> SwapResult | None:
+        loop = asyncio.get_running_loop()
+        current = self.served.get(name)
+        try:
+            version = await loop.run_in_executor(
+                self._loader, self.registry.resolve, name, state.alias
+            )
+        except (RegistryError, ValueError, OSError) as exc:
+            return self._failed(name, state, current, None, exc)
+        if current is not None and current.version == version:
+            return None
+        if state.wanted_version == version and state.error is not None:
+            return None  # already failed on this exact version; wait for the alias to move
+        state.wanted_version = version
+        try:
+            new = await loop.run_in_executor(self._loader, self._load, name, version)
+        except Exception as exc:
+            return self._failed(name, state, current, version, exc)
+        self.served[name] = new  # the swap: new requests see the new version from here on
+        state.error = None
+        new.activate()
+        old_version = None
+        if current is not None:
+            old_version = current.version
+            if current.version != new.version:
+                current.deactivate()
+            await current.close()
+        log.info(
+            "serving model", extra={"model": name, "version": version, "previous": old_version}
+        )
+        return SwapResult(name, old_version, version)
+
+    def _load(self, name: str, version: str) -> ServedModel:
+        artifact = self.registry.load(name, version)
+        served = ServedModel(artifact, self.settings, self._executor)
+        served.warm_up()
+        return served
+
+    def _failed(
+        self,
+        name: str,
+        state: ModelState,
+        current: ServedModel | None,
+        version: str | None,
+        exc: BaseException,
+    ) -> SwapResult:
+        state.error = str(exc)
+        metrics.MODEL_RELOAD_FAILURES.labels(name).inc()
+        keeping = f"; still serving version {current.version}" if current else ""
+        log.error(
+            "loading %s version %s failed: %s%s",
+            name,
+            version,
+            exc,
+            keeping,
+            extra={"model": name, "version": version},
+        )
+        return SwapResult(name, current.version if current else None, version, str(exc))

@@ -1,0 +1,1 @@
+"""Training, data validation, evaluation and registration of model versions."""
