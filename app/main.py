@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -39,13 +41,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = Registry(settings.registry)
     manager = ModelManager(registry, settings)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def load_models() -> None:
         await manager.start()
         # Start-up objects never die: keep them out of every later GC pass (p99 tail).
         gc.collect()
         gc.freeze()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in the background: /health/live answers at once, /health/ready says 503 until
+        # every model is verified, loaded and warmed.
+        loading = asyncio.get_running_loop().create_task(load_models())
         yield
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
         await manager.stop()
 
     app = FastAPI(
