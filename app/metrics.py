@@ -92,3 +92,42 @@ REQUESTS_REJECTED = Counter(
     "Requests refused with 503 because the model's queue was full.",
     ["model"],
 )
+
+
+# ---- monitoring: ground truth, drift, prediction log ----------------------------------------
+# Quality travels as counters; Prometheus recording rules turn them into accuracy and PSI, which
+# is what keeps them right across workers and replicas.
+
+FEEDBACK = Counter(
+    "modelserve_feedback",
+    "Ground-truth labels received for logged predictions (classifiers).",
+    ["model", "version", "outcome"],  # outcome: correct | incorrect
+)
+FEEDBACK_ERROR = Histogram(
+    "modelserve_feedback_error",
+    "Absolute error of regression predictions once their ground truth arrived.",
+    ["model", "version"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100),
+)
+FEATURE_BIN = Counter(
+    "modelserve_feature_bin",
+    "Scored input values per feature, by reference quantile bin (index into the version's bins).",
+    ["model", "version", "feature", "bin"],
+)
+FEATURE_REFERENCE_RATIO = Gauge(
+    "modelserve_feature_reference_ratio",
+    "Share of the training data in each reference bin of each feature (from metadata).",
+    ["model", "version", "feature", "bin"],
+    multiprocess_mode="livemax",
+)
+CLASS_REFERENCE_RATIO = Gauge(
+    "modelserve_class_reference_ratio",
+    "Share of each class in the training target (from metadata).",
+    ["model", "version", "class"],
+    multiprocess_mode="livemax",
+)
+LOG_WRITE_FAILURES = Counter(
+    "modelserve_log_write_failures",
+    "Prediction-log or feedback writes that failed (predictions are still answered).",
+    ["operation"],
+)

@@ -16,7 +16,7 @@ from app.api.errors import ApiError
 from app.metrics import ErrorReason
 from app.registry.store import ModelNotFoundError
 from app.schemas import ErrorResponse, PredictResponse, decode_json, parse_instances
-from app.serving.batching import QueueFullError
+from app.serving.batching import BatchResult, QueueFullError, Rows
 from app.serving.manager import ModelNotReadyError
 from app.serving.runner import ServedModel
 
@@ -74,7 +74,7 @@ async def predict_with(request: Request, name: str) -> Response:
     except ApiError as exc:
         raise _counted(name, exc) from None
     state.instances = len(rows)
-    result = await _predict(served, rows, settings.request_timeout_s)
+    result, prediction_ids = await score_rows(served, rows, settings.request_timeout_s)
     payload: dict[str, Any] = {
         "model": name,
         "version": served.version,
@@ -82,16 +82,23 @@ async def predict_with(request: Request, name: str) -> Response:
     }
     if result.probabilities is not None:
         payload["probabilities"] = result.probabilities
-    payload["prediction_ids"] = [uuid.uuid4().hex for _ in range(len(rows))]
+    payload["prediction_ids"] = prediction_ids
     return Response(
         orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
         media_type="application/json",
     )
 
 
-async def _predict(served: ServedModel, rows: Any, timeout_s: float) -> Any:
+async def score_rows(
+    served: ServedModel, rows: Rows, timeout_s: float
+) -> tuple[BatchResult, list[str]]:
+    """Score validated rows through the model's batcher; every route that predicts uses this.
+
+    Returns the result and one new unique prediction id per row. Overload, timeout and model
+    failures become ApiErrors (503 + Retry-After, 504, 422), counted by reason.
+    """
     try:
-        return await asyncio.wait_for(served.predict(rows), timeout_s)
+        result = await asyncio.wait_for(served.predict(rows), timeout_s)
     except QueueFullError:
         metrics.REQUESTS_REJECTED.labels(served.name).inc()
         raise _counted(
@@ -113,6 +120,7 @@ async def _predict(served: ServedModel, rows: Any, timeout_s: float) -> Any:
             served.name,
             ApiError(422, ErrorReason.MODEL_ERROR, f"the model rejected the input: {exc}"),
         ) from None
+    return result, [uuid.uuid4().hex for _ in range(len(rows))]
 
 
 def _counted(model: str, exc: ApiError) -> ApiError:
