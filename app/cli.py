@@ -111,22 +111,31 @@ def list_models(registry: RegistryOpt = None) -> None:
         typer.echo(f"{name}\tversions: {versions}\taliases: {aliases}")
 
 
+def _csv_value(raw: str | None) -> Any:
+    """A CSV cell as a float, or as-is so parse_instances names the field it rejects."""
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return raw
+
+
 def _read_rows(path: Path, feature_names: list[str]) -> np.ndarray[Any, Any]:
     from app.api.errors import ApiError
     from app.schemas import decode_json, parse_instances
 
-    if path.suffix == ".csv":
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            instances: Any = [
-                {k: float(v) for k, v in row.items() if k in feature_names} for row in reader
-            ]
-        payload: Any = {"instances": instances}
-    else:
-        payload = decode_json(path.read_bytes())
-        if isinstance(payload, list):
-            payload = {"instances": payload}
     try:
+        if path.suffix == ".csv":
+            with path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                instances: Any = [
+                    {k: _csv_value(v) for k, v in row.items() if k in feature_names}
+                    for row in reader
+                ]
+            payload: Any = {"instances": instances}
+        else:
+            payload = decode_json(path.read_bytes())
+            if isinstance(payload, list):
+                payload = {"instances": payload}
         return parse_instances(payload, feature_names, max_batch=sys.maxsize)
     except ApiError as exc:
         raise _fail(f"{path}: {exc.field}: {exc.message}") from None
