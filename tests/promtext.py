@@ -1,0 +1,30 @@
+"""Reading Prometheus exposition text in tests: sums and lookups over parsed samples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+
+def samples(text: str, name: str) -> list[Sample]:
+    """Every sample whose name is exactly ``name`` (e.g. ``modelserve_predictions_total``)."""
+    found: list[Sample] = []
+    for family in text_string_to_metric_families(text):
+        found.extend(s for s in family.samples if s.name == name)
+    return found
+
+
+def total(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels``."""
+    want = dict(labels or {})
+    return sum(
+        s.value
+        for s in samples(text, name)
+        if all(s.labels.get(k) == v for k, v in want.items())
+    )
+
+
+def family_names(text: str) -> set[str]:
+    return {family.name for family in text_string_to_metric_families(text)}
