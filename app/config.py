@@ -47,6 +47,34 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for /admin routes; unset disables them."
     )
+    version_cache_size: int = Field(
+        4, ge=1, description="Pinned versions (/v2/.../versions/{v}) kept loaded, LRU."
+    )
+
+    # ---- prediction log (app/monitoring) ----
+    prediction_log_enabled: bool = Field(True, description="Log predictions; needed by feedback.")
+    prediction_log: Path | None = Field(
+        None, description="SQLite file of the prediction log (default: <registry>/../data/)."
+    )
+    database_url: str | None = Field(
+        None, description="Prediction-log database URL (sqlite:///path); overrides the path."
+    )
+    prediction_log_retention_hours: float = Field(
+        168.0, ge=0, description="Delete logged predictions older than this (0 keeps them)."
+    )
+    prediction_log_flush_ms: float = Field(
+        150.0, gt=0, le=10_000, description="How often buffered predictions are committed."
+    )
+    prediction_log_buffer_rows: int = Field(
+        20_000, ge=1, description="Most rows waiting to be written; more are dropped, counted."
+    )
+
+    @property
+    def prediction_log_path(self) -> Path:
+        """The SQLite log file: the setting, or ``data/predictions.db`` beside the registry."""
+        if self.prediction_log is not None:
+            return self.prediction_log.expanduser().resolve()
+        return self.registry.parent / "data" / "predictions.db"
 
     @field_validator("model", "alias")
     @classmethod

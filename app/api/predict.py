@@ -14,6 +14,7 @@ from app import metrics
 from app.api.deps import get_manager, get_settings, read_body
 from app.api.errors import ApiError
 from app.metrics import ErrorReason
+from app.monitoring import predlog
 from app.registry.store import ModelNotFoundError
 from app.schemas import ErrorResponse, PredictResponse, decode_json, parse_instances
 from app.serving.batching import BatchResult, QueueFullError, Rows
@@ -94,7 +95,8 @@ async def score_rows(
 ) -> tuple[BatchResult, list[str]]:
     """Score validated rows through the model's batcher; every route that predicts uses this.
 
-    Returns the result and one new unique prediction id per row. Overload, timeout and model
+    Returns the result and one new unique prediction id per row (the rows go to the prediction
+    log under those ids, off the request path). Overload, timeout and model
     failures become ApiErrors (503 + Retry-After, 504, 422), counted by reason.
     """
     try:
@@ -120,7 +122,9 @@ async def score_rows(
             served.name,
             ApiError(422, ErrorReason.MODEL_ERROR, f"the model rejected the input: {exc}"),
         ) from None
-    return result, [uuid.uuid4().hex for _ in range(len(rows))]
+    prediction_ids = [uuid.uuid4().hex for _ in range(len(rows))]
+    predlog.record(served.name, served.version, rows, result, prediction_ids)
+    return result, prediction_ids
 
 
 def _counted(model: str, exc: ApiError) -> ApiError:

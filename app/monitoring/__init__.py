@@ -1,0 +1,1 @@
+"""Application-side monitoring: the prediction log, ground-truth feedback, traffic simulation."""

@@ -1,0 +1,228 @@
+"""Storage of the prediction log: the backend interface and the SQLite implementation.
+
+A backend stores two tables: ``predictions`` (id, time, model, version, inputs as a JSON list in
+feature order, output as JSON ``{"prediction", "probabilities"}``) and ``feedback`` (one row per
+prediction id; its primary key is what makes a second label a conflict, in every worker and
+replica at once). ``MODELSERVE_DATABASE_URL`` selects the backend by scheme: ``sqlite:///path``
+is built in; a ``postgresql://`` backend would implement the same ``LogBackend`` protocol with
+the same two tables (``INSERT ... ON CONFLICT DO NOTHING`` for feedback) and is not shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    output TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
+CREATE TABLE IF NOT EXISTS feedback (
+    prediction_id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    label TEXT NOT NULL,
+    outcome TEXT,
+    error REAL
+);
+CREATE INDEX IF NOT EXISTS feedback_time ON feedback (time);
+"""
+
+# (id, time, model, version, inputs JSON, output JSON)
+PredictionRow = tuple[str, float, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: str
+    time: float
+    model: str
+    version: str
+    output: str  # JSON {"prediction": ..., "probabilities": [...] | null}
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    prediction_id: str
+    time: float
+    label: str  # JSON
+    outcome: str | None  # correct | incorrect (classifiers)
+    error: float | None  # absolute error (regressors)
+
+
+class DuplicateFeedbackError(Exception):
+    """A label was already stored for this prediction id."""
+
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(prediction_id)
+        self.prediction_id = prediction_id
+
+
+class LogBackend(Protocol):
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None: ...
+
+    def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]: ...
+
+    def has_feedback(self, ids: Sequence[str]) -> set[str]: ...
+
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
+        """Store all rows durably in one transaction, or none (DuplicateFeedbackError)."""
+
+    def purge(self, before: float) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteBackend:
+    """SQLite in WAL mode, shared by every worker process on the host.
+
+    Two connections: the prediction writer's (``synchronous=NORMAL``: a process crash loses
+    nothing committed, a power cut may lose the last commits) and the feedback connection
+    (``synchronous=FULL``: the WAL is fsynced before a label is acknowledged). Both open lazily
+    and reopen after an error, so a missing directory or a locked file fails writes, not start-up.
+    """
+
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._writer_lock = threading.Lock()
+        self._reader_lock = threading.Lock()
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect("NORMAL")
+        return self._writer
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._connect("FULL")
+        return self._reader
+
+    def _drop(self, conn: sqlite3.Connection | None) -> None:
+        if conn is not None:
+            conn.close()
+
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        with self._writer_lock:
+            try:
+                conn = self._writer_conn()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback_and_reset("writer")
+                raise
+
+    def purge(self, before: float) -> int:
+        with self._writer_lock:
+            try:
+                conn = self._writer_conn()
+                conn.execute("BEGIN IMMEDIATE")
+                deleted = conn.execute("DELETE FROM predictions WHERE time < ?", (before,)).rowcount
+                conn.execute("DELETE FROM feedback WHERE time < ?", (before,))
+                conn.execute("COMMIT")
+                return int(deleted)
+            except sqlite3.Error:
+                self._rollback_and_reset("writer")
+                raise
+
+    def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]:
+        with self._reader_lock:
+            conn = self._reader_conn()
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT id, time, model, version, output FROM predictions WHERE id IN ({marks})",  # noqa: S608
+                list(ids),
+            ).fetchall()
+        return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    def has_feedback(self, ids: Sequence[str]) -> set[str]:
+        with self._reader_lock:
+            conn = self._reader_conn()
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT prediction_id FROM feedback WHERE prediction_id IN ({marks})",  # noqa: S608
+                list(ids),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
+        with self._reader_lock:
+            try:
+                conn = self._reader_conn()
+                conn.execute("BEGIN IMMEDIATE")
+                for row in rows:
+                    try:
+                        conn.execute(
+                            "INSERT INTO feedback VALUES (?, ?, ?, ?, ?)",
+                            (row.prediction_id, row.time, row.label, row.outcome, row.error),
+                        )
+                    except sqlite3.IntegrityError:
+                        conn.execute("ROLLBACK")
+                        raise DuplicateFeedbackError(row.prediction_id) from None
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback_and_reset("reader")
+                raise
+
+    def _rollback_and_reset(self, which: str) -> None:
+        conn = self._writer if which == "writer" else self._reader
+        if conn is not None:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._drop(conn)
+        if which == "writer":
+            self._writer = None
+        else:
+            self._reader = None
+
+    def close(self) -> None:
+        with self._writer_lock:
+            self._drop(self._writer)
+            self._writer = None
+        with self._reader_lock:
+            self._drop(self._reader)
+            self._reader = None
+
+
+def open_backend(database_url: str | None, default_path: Path) -> LogBackend:
+    """The backend for ``MODELSERVE_DATABASE_URL`` (SQLite at ``default_path`` when unset)."""
+    if not database_url:
+        return SqliteBackend(default_path)
+    if database_url.startswith("sqlite:///"):
+        return SqliteBackend(Path(database_url.removeprefix("sqlite:///")).expanduser())
+    scheme = database_url.split(":", 1)[0]
+    raise ValueError(
+        f"MODELSERVE_DATABASE_URL scheme {scheme!r} is not supported by this build "
+        "(supported: sqlite:///path); see README 'Prediction log'"
+    )

@@ -1,0 +1,208 @@
+"""The prediction log: every scored row, written in batches off the request path.
+
+The request path only appends one entry (the rows, the result and the ids, unserialized) to a
+bounded in-memory buffer. A writer thread wakes every ``flush_interval_s``, serializes the
+buffer and commits it in one transaction, and purges rows older than the retention window now
+and then. Nothing here ever raises into a prediction: a full buffer or a failed write (locked
+database, full disk) drops those rows, counts ``modelserve_log_write_failures_total{operation}``
+and logs. What a crash can lose: the rows still in the buffer (at most one flush interval).
+
+``record()`` is what the shared ``score_rows()`` calls; it writes to the log the application
+lifespan activated in this process (one per worker process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from app import metrics
+from app.config import Settings
+from app.monitoring.backend import LogBackend, PredictionRow, open_backend
+
+if TYPE_CHECKING:
+    from app.serving.batching import BatchResult, Rows
+
+log = logging.getLogger(__name__)
+
+# Values of the ``operation`` label of modelserve_log_write_failures_total.
+OP_PREDICTIONS = "predictions"  # a batch of prediction rows failed to commit (counted per row)
+OP_BUFFER_FULL = "buffer_full"  # rows dropped because the writer fell behind (per row)
+OP_FEEDBACK = "feedback"  # a feedback request could not be stored (per request)
+OP_RETENTION = "retention"  # a retention purge failed
+
+
+@dataclass(frozen=True)
+class _Entry:
+    time: float
+    model: str
+    version: str
+    rows: Rows
+    result: BatchResult
+    ids: Sequence[str]
+
+
+def _serialize(entry: _Entry) -> list[PredictionRow]:
+    predictions = entry.result.predictions.tolist()
+    proba = entry.result.probabilities
+    proba_rows = proba.tolist() if proba is not None else [None] * len(predictions)
+    return [
+        (
+            pid,
+            entry.time,
+            entry.model,
+            entry.version,
+            orjson.dumps(row).decode(),
+            orjson.dumps({"prediction": pred, "probabilities": p}).decode(),
+        )
+        for pid, row, pred, p in zip(
+            entry.ids, entry.rows.tolist(), predictions, proba_rows, strict=True
+        )
+    ]
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        backend: LogBackend,
+        *,
+        flush_interval_s: float = 0.15,
+        max_buffered_rows: int = 10_000,
+        retention_s: float = 0.0,
+        retention_check_s: float = 300.0,
+    ) -> None:
+        self.backend = backend
+        self.flush_interval_s = flush_interval_s
+        self.max_buffered_rows = max_buffered_rows
+        self.retention_s = retention_s
+        self.retention_check_s = retention_check_s
+        self._buffer: list[_Entry] = []
+        self._buffered_rows = 0
+        self._cond = threading.Condition()
+        self._submitted = 0  # entries accepted into the buffer, ever
+        self._written = 0  # entries the writer has finished with (committed or dropped)
+        self._stopping = False
+        self._flush_wanted = False
+        self._last_purge = 0.0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, model: str, version: str, rows: Rows, result: BatchResult, ids: Sequence[str]
+    ) -> None:
+        """Queue rows for writing; never blocks on I/O and never raises."""
+        with self._cond:
+            if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
+                metrics.LOG_WRITE_FAILURES.labels(OP_BUFFER_FULL).inc(len(ids))
+                return
+            self._buffer.append(_Entry(time.time(), model, version, rows, result, ids))
+            self._buffered_rows += len(ids)
+            self._submitted += 1
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Block until everything submitted before this call is written; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            target = self._submitted
+            self._flush_wanted = True
+            self._cond.notify_all()
+            while self._written < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    return self._written >= target
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is buffered, then close the backend."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.backend.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                # One commit per interval however many requests arrive; flush() cuts it short.
+                if not self._stopping and not self._flush_wanted:
+                    self._cond.wait(self.flush_interval_s)
+                self._flush_wanted = False
+                entries, self._buffer, self._buffered_rows = self._buffer, [], 0
+                stopping = self._stopping
+            if entries:
+                self._write(entries)
+                with self._cond:
+                    self._written += len(entries)
+                    self._cond.notify_all()
+            self._maybe_purge()
+            if stopping:
+                return
+
+    def _write(self, entries: list[_Entry]) -> None:
+        rows = [row for entry in entries for row in _serialize(entry)]
+        try:
+            self.backend.write_predictions(rows)
+        except Exception as exc:
+            metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(len(rows))
+            log.error("prediction log: %d rows not written: %s", len(rows), exc)
+
+    def _maybe_purge(self) -> None:
+        if self.retention_s <= 0:
+            return
+        now = time.time()
+        if now - self._last_purge < self.retention_check_s:
+            return
+        self._last_purge = now
+        try:
+            deleted = self.backend.purge(now - self.retention_s)
+        except Exception as exc:
+            metrics.LOG_WRITE_FAILURES.labels(OP_RETENTION).inc()
+            log.error("prediction log: retention purge failed: %s", exc)
+            return
+        if deleted:
+            log.info("prediction log: purged %d rows older than retention", deleted)
+
+
+_active: PredictionLog | None = None
+
+
+def activate(prediction_log: PredictionLog | None) -> None:
+    global _active
+    _active = prediction_log
+
+
+def deactivate(prediction_log: PredictionLog) -> None:
+    global _active
+    if _active is prediction_log:
+        _active = None
+
+
+def record(model: str, version: str, rows: Rows, result: BatchResult, ids: Sequence[str]) -> None:
+    """Log scored rows to this process's active prediction log, if any."""
+    target = _active
+    if target is not None:
+        target.submit(model, version, rows, result, ids)
+
+
+def from_settings(settings: Settings) -> PredictionLog | None:
+    """The prediction log the settings ask for (not started), or None when it is disabled."""
+    if not settings.prediction_log_enabled:
+        return None
+    backend = open_backend(settings.database_url, settings.prediction_log_path)
+    return PredictionLog(
+        backend,
+        flush_interval_s=settings.prediction_log_flush_ms / 1000,
+        max_buffered_rows=settings.prediction_log_buffer_rows,
+        retention_s=settings.prediction_log_retention_hours * 3600,
+    )
