@@ -32,8 +32,8 @@ test: lint typecheck unit  ## everything CI runs
 lock: install  ## re-pin every dependency after changing pyproject.toml
 	$(BIN)/pip freeze --exclude-editable | grep -v -e '^pip==' -e '^-e ' > requirements.lock
 
-model: install  ## rebuild the default breast-cancer model as the next version
-	$(BIN)/python scripts/build_default_model.py
+model: install  ## train the default model from its spec as the next version, promote if not worse
+	$(BIN)/modelserve train models/breast-cancer/train.yaml --registry models --promote-if-better
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

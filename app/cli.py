@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import typer
 
+from app import cli_lifecycle
 from app.config import Settings
 from app.registry.store import Registry, RegistryError
 
@@ -167,6 +168,9 @@ def predict(
         if proba is not None:
             line["probabilities"] = proba[i].tolist()
         sys.stdout.write(orjson.dumps(line).decode() + "\n")
+
+
+cli_lifecycle.register(cli)  # train, versions, promote, rollback, verify
 
 
 def main() -> None:

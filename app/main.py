@@ -15,6 +15,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
 from app.api import health, models
+from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_router(_predict_doc(registry, settings)))
     app.include_router(models.router)
     app.include_router(health.router)
+    if settings.admin_token is not None and settings.admin_token.get_secret_value():
+        app.include_router(build_admin_router(settings.admin_token))
     Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,

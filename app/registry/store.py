@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -208,15 +208,17 @@ class Registry:
         name: str,
         estimator: Any,
         metadata: dict[str, Any],
-        extra_files: dict[str, str] | None = None,
+        extra_files: dict[str, str] | Callable[[str], dict[str, str]] | None = None,
     ) -> ModelMetadata:
         """Write a new immutable version; returns its metadata (version and sha256 filled in).
 
         The version directory is built under a hidden temporary name and renamed into place,
-        so a crash leaves at most an invisible ``.tmp-*`` directory behind.
+        so a crash leaves at most an invisible ``.tmp-*`` directory behind (swept by the
+        next register). ``extra_files`` may be a function of the new version number.
         """
         with self.lock(name):
             model_dir = self.root / name
+            self._sweep_staging(model_dir)
             taken = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
             version = str(max(taken, default=0) + 1)
             staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
@@ -234,7 +236,8 @@ class Registry:
                 }
                 meta = ModelMetadata.model_validate(fields)
                 (staging / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
-                for filename, text in (extra_files or {}).items():
+                files = extra_files(version) if callable(extra_files) else extra_files
+                for filename, text in (files or {}).items():
                     (staging / filename).write_text(text)
                 os.chmod(staging, 0o755)  # noqa: S103 - versions are world-readable, like git objects
                 os.rename(staging, model_dir / version)
@@ -246,17 +249,75 @@ class Registry:
     def set_alias(self, name: str, alias: str, version: str, *, reason: str = "promote") -> None:
         """Point ``alias`` at ``version`` (verified first), recording the change in history."""
         with self.lock(name):
-            self.verify(name, version)
-            doc = self._aliases_doc(name)
-            previous = doc["aliases"].get(alias)
-            doc["aliases"][alias] = str(version)
-            doc["history"].append(
-                {
-                    "alias": alias,
-                    "version": str(version),
-                    "previous": previous,
-                    "at": datetime.now(UTC).isoformat(),
-                    "reason": reason,
-                }
-            )
-            _write_json_atomic(self.root / name / ALIASES_FILE, doc)
+            self._set_alias_locked(name, alias, version, reason=reason)
+
+    def _set_alias_locked(self, name: str, alias: str, version: str, *, reason: str) -> None:
+        self.verify(name, version)
+        doc = self._aliases_doc(name)
+        previous = doc["aliases"].get(alias)
+        doc["aliases"][alias] = str(version)
+        doc["history"].append(
+            {
+                "alias": alias,
+                "version": str(version),
+                "previous": previous,
+                "at": datetime.now(UTC).isoformat(),
+                "reason": reason,
+            }
+        )
+        _write_json_atomic(self.root / name / ALIASES_FILE, doc)
+
+    def rollback(self, name: str, alias: str = "production") -> tuple[str, str]:
+        """Point ``alias`` back at the version it had before the current one.
+
+        Alias history is read as a stack: a promote pushes its version, a rollback pops, so
+        repeated rollbacks walk further back instead of flipping between two versions.
+        Returns ``(from_version, to_version)``.
+        """
+        with self.lock(name):
+            stack: list[str] = []
+            for entry in self.alias_history(name):
+                if entry.get("alias") != alias:
+                    continue
+                version = str(entry["version"])
+                if entry.get("reason") == "rollback" and len(stack) > 1:
+                    stack.pop()
+                if not stack or stack[-1] != version:
+                    stack.append(version)
+            current = self.aliases(name).get(alias)
+            if current is None or len(stack) < 2:
+                raise RegistryError(
+                    f"model {name!r}: alias {alias!r} has no earlier version to roll back to"
+                )
+            target = stack[-2]
+            self._set_alias_locked(name, alias, target, reason="rollback")
+            return current, target
+
+    def verify_all(self, names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
+        """``(model, version_or_alias, error)`` for every version and alias; error None = ok."""
+        results: list[tuple[str, str, str | None]] = []
+        for name in names or self.model_names():
+            try:
+                versions = self.versions(name)
+                aliases = self.aliases(name)
+            except (RegistryError, ValueError) as exc:
+                results.append((name, "-", f"unreadable: {exc}"))
+                continue
+            for version in versions:
+                try:
+                    self.verify(name, version)
+                    results.append((name, version, None))
+                except (RegistryError, ValueError) as exc:
+                    results.append((name, version, str(exc)))
+            for alias, version in sorted(aliases.items()):
+                if version not in versions:
+                    results.append((name, alias, f"alias points at missing version {version}"))
+        return results
+
+    @staticmethod
+    def _sweep_staging(model_dir: Path) -> None:
+        """Remove staging left by a killed writer; only called with the lock held."""
+        for stale in model_dir.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in model_dir.glob(f".{ALIASES_FILE}.*.tmp"):
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,165 @@
+"""The training spec: what to train on, which estimator, how to split, and the gate.
+
+A spec is a YAML or TOML file validated by pydantic; ``--set dotted.key=value`` overrides any
+field (the value is parsed as YAML, so ``--set split.test_size=0.3`` gives a float).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.registry.metadata import Task
+
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "r2": True,
+    "rmse": False,
+    "mae": False,
+}
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    "classification": {"accuracy": 0.85},
+    "regression": {},
+}
+DEFAULT_PRIMARY = {"classification": "accuracy", "regression": "rmse"}
+
+
+class SpecError(ValueError):
+    """The spec file is missing, unparsable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StepSpec(_Strict):
+    """One scikit-learn object by import path, e.g. ``sklearn.preprocessing.StandardScaler``."""
+
+    class_: str = Field(alias="class", min_length=3)
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+
+
+class DataSpec(_Strict):
+    source: str = Field(
+        description="``sklearn:<dataset>`` (e.g. sklearn:breast_cancer) or a CSV path, "
+        "relative to the spec file."
+    )
+    target: str = "target"
+    features: list[str] | None = Field(
+        None, description="Feature columns in order; default: every column but the target."
+    )
+
+
+class SplitSpec(_Strict):
+    test_size: float = Field(0.2, gt=0, lt=1)
+    stratify: bool = True
+    cv_folds: int = Field(0, ge=0, description="> 1 adds k-fold CV scores on the train split.")
+
+
+class ValidationSpec(_Strict):
+    range_margin: float = Field(
+        0.5,
+        ge=0,
+        description="Values may exceed production's training [min, max] by this share of "
+        "its span before they count as out of range.",
+    )
+    max_duplicate_share: float = Field(0.0, ge=0, le=1)
+    min_class_share: float = Field(0.05, ge=0, le=1)
+    labels: list[int | str] | None = Field(
+        None, description="Allowed labels; default: the production version's classes."
+    )
+
+
+class GateSpec(_Strict):
+    thresholds: dict[str, float] | None = Field(
+        None, description="metric -> bound; default accuracy >= 0.85 for classifiers."
+    )
+    primary: str | None = Field(None, description="Metric compared with production.")
+    tolerance: float = Field(0.0, ge=0, description="How much worse than production is okay.")
+
+
+class TrainSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Task = "classification"
+    seed: int = 42
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    preprocessing: list[StepSpec] = Field(default_factory=list)
+    estimator: StepSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
+    base_dir: Path = Field(Path("."), exclude=True, description="Where relative paths start.")
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> TrainSpec:
+        for metric in [*self.thresholds, self.primary_metric]:
+            if metric not in HIGHER_IS_BETTER:
+                raise ValueError(
+                    f"unknown metric {metric!r}; known: {', '.join(sorted(HIGHER_IS_BETTER))}"
+                )
+        return self
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        if self.gate.thresholds is not None:
+            return self.gate.thresholds
+        return DEFAULT_THRESHOLDS[self.task]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.gate.primary or DEFAULT_PRIMARY[self.task]
+
+    def data_path(self) -> Path:
+        path = Path(self.data.source).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = doc
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"--set {dotted}: {key!r} is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["split.test_size=0.3"]`` -> ``{"split.test_size": 0.3}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> TrainSpec:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc}") from None
+    try:
+        raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the spec must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    raw["base_dir"] = path.resolve().parent
+    try:
+        return TrainSpec.model_validate(raw)
+    except ValueError as exc:
+        raise SpecError(f"{path}: invalid spec: {exc}") from None

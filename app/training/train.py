@@ -1,0 +1,226 @@
+"""The training pipeline: validate data, fit, gate, compare with production, register.
+
+``run()`` never raises for a failing candidate: it returns an outcome whose ``report`` (the
+JSON CI uploads) says what happened; the CLI turns the status into an exit code. Nothing is
+registered unless validation and the gate pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from app.registry.metadata import ModelMetadata
+from app.registry.store import ModelNotFoundError, Registry, RegistryError
+from app.training import data as data_mod
+from app.training.card import model_card
+from app.training.evaluate import Comparison, gate, score
+from app.training.reference import build_reference, data_fingerprint
+from app.training.spec import SpecError, StepSpec, TrainSpec
+from app.training.validate import split_schema, table_schema, validate
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+Status = Literal["registered", "validation_failed", "gate_failed"]
+CV_SCORING = {
+    "accuracy": "accuracy",
+    "precision": "precision_macro",
+    "recall": "recall_macro",
+    "f1": "f1_macro",
+    "roc_auc": "roc_auc_ovr",
+    "r2": "r2",
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+}
+
+
+@dataclass
+class Outcome:
+    status: Status
+    report: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    promoted: bool = False
+    comparison: Comparison | None = None
+
+
+def _step(step: StepSpec, seed: int) -> Any:
+    module_name, _, attr = step.class_.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpecError(f"cannot import {step.class_!r}: {exc}") from None
+    try:
+        obj = factory(**step.params)
+    except TypeError as exc:
+        raise SpecError(f"{step.class_}: bad params {step.params}: {exc}") from None
+    if not hasattr(obj, "fit"):
+        raise SpecError(f"{step.class_} is not a scikit-learn estimator (no fit method)")
+    if "random_state" in obj.get_params(deep=False) and "random_state" not in step.params:
+        obj.set_params(random_state=seed)  # runs are reproducible from the spec's seed
+    return obj
+
+
+def build_estimator(spec: TrainSpec) -> Any:
+    model = _step(spec.estimator, spec.seed)
+    if not spec.preprocessing:
+        return model
+    steps = [
+        (s.name or f"{s.class_.rpartition('.')[2].lower()}_{i}", _step(s, spec.seed))
+        for i, s in enumerate(spec.preprocessing)
+    ]
+    return Pipeline([*steps, (spec.estimator.name or "model", model)])
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def estimator_params(estimator: Any) -> dict[str, Any]:
+    """Every hyper-parameter (defaults included), per pipeline step, as plain JSON values."""
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [("model", estimator)]
+    return {
+        name: {k: _plain(v) for k, v in sorted(step.get_params(deep=False).items())}
+        for name, step in steps
+    }
+
+
+def git_commit(cwd: Any) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _production(registry: Registry, name: str) -> tuple[str, ModelMetadata] | None:
+    try:
+        version = registry.resolve(name, PRODUCTION)
+        return version, registry.metadata(name, version)
+    except ModelNotFoundError:
+        return None
+
+
+def _cv_scores(spec: TrainSpec, estimator: Any, split: data_mod.Split) -> dict[str, float]:
+    folds = spec.split.cv_folds
+    if folds < 2:
+        return {}
+    splitter = (StratifiedKFold if spec.task == "classification" else KFold)(
+        n_splits=folds, shuffle=True, random_state=spec.seed
+    )
+    metric = spec.primary_metric
+    values = cross_val_score(
+        clone(estimator), split.X_train, split.y_train, cv=splitter, scoring=CV_SCORING[metric]
+    )
+    values = np.abs(values) if metric in ("rmse", "mae") else values
+    return {f"cv_{metric}_mean": float(values.mean()), f"cv_{metric}_std": float(values.std())}
+
+
+def run(
+    spec: TrainSpec,
+    registry: Registry,
+    *,
+    promote_if_better: bool = False,
+    tolerance: float | None = None,
+) -> Outcome:
+    tolerance = spec.gate.tolerance if tolerance is None else tolerance
+    report: dict[str, Any] = {"name": spec.name, "spec": spec.model_dump(mode="json")}
+    production = _production(registry, spec.name)
+    prod_meta = production[1] if production else None
+    frame = data_mod.load_frame(spec)
+    features = prod_meta.feature_names if prod_meta and spec.data.features is None else None
+    features = features or data_mod.feature_columns(spec, frame)
+
+    checks = validate(table_schema(spec, features, prod_meta), frame)
+    if checks.ok:
+        split = data_mod.split(spec, frame, features)
+        checks.extend(validate(split_schema(split.train, features), split.test[features]))
+    report["validation"] = checks.as_dict()
+    if not checks.ok:
+        report["status"] = "validation_failed"
+        return Outcome("validation_failed", report)
+
+    estimator = build_estimator(spec)
+    estimator.fit(split.X_train, split.y_train)
+    candidate = score(estimator, spec.task, split.X_test, split.y_test)
+    champion: dict[str, float] | None = None
+    if production is not None:
+        try:
+            loaded = registry.load(spec.name, production[0])
+            champion = score(loaded.estimator, spec.task, split.X_test, split.y_test)
+        except (RegistryError, ValueError) as exc:
+            report["champion_error"] = str(exc)
+    comparison = Comparison(
+        production[0] if production else None,
+        candidate,
+        champion,
+        spec.primary_metric,
+        tolerance,
+    )
+    gates = gate(candidate, spec.thresholds)
+    report["metrics"] = candidate
+    report["gate"] = [{"rule": g.rule, "value": g.value, "ok": g.ok} for g in gates]
+    report["comparison"] = {
+        "production_version": comparison.champion_version,
+        "primary": comparison.primary,
+        "tolerance": tolerance,
+        "candidate_not_worse": comparison.candidate_not_worse,
+        "rows": comparison.rows(),
+    }
+    if not all(g.ok for g in gates):
+        report["status"] = "gate_failed"
+        return Outcome("gate_failed", report, comparison=comparison)
+
+    metrics = {**candidate, **_cv_scores(spec, estimator, split)}
+    classes = None
+    if spec.task == "classification":
+        classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+    fields: dict[str, Any] = {
+        "python_version": platform.python_version(),
+        "sklearn_version": sklearn.__version__,
+        "task": spec.task,
+        "features": [{"name": n, "dtype": "float64"} for n in features],
+        "target": spec.data.target,
+        "classes": classes,
+        "metrics": metrics,
+        "data_fingerprint": data_fingerprint(split.X_train, split.y_train),
+        "example": [float(v) for v in split.X_test[0]],
+        "reference": build_reference(
+            split.X_train, split.y_train, features, spec.task == "classification"
+        ),
+        "params": estimator_params(estimator),
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "git_commit": git_commit(spec.base_dir),
+        "rows": {"train": len(split.train), "test": len(split.test)},
+    }
+    rows = (len(split.train), len(split.test))
+
+    def card(version: str) -> dict[str, str]:
+        text = model_card(
+            spec, version=version, metadata=fields, comparison_table=comparison.table(), rows=rows
+        )
+        return {"MODEL_CARD.md": text}
+
+    meta = registry.register(spec.name, estimator, fields, extra_files=card)
+    promoted = False
+    if promote_if_better and comparison.candidate_not_worse:
+        registry.set_alias(spec.name, PRODUCTION, meta.version, reason="train --promote-if-better")
+        promoted = True
+    report.update(status="registered", version=meta.version, promoted=promoted)
+    return Outcome("registered", report, meta.version, promoted, comparison)
