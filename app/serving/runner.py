@@ -14,6 +14,7 @@ from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher, Rows
+from app.serving.drift import DriftCounter
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class ServedModel:
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
         self._prediction_value = metrics.PREDICTION_VALUE.labels(self.name, self.version)
+        self._drift = DriftCounter(self.metadata)
         self._class_counters = {
             str(label): metrics.PREDICTIONS.labels(self.name, self.version, str(label))
             for label in (self.metadata.classes or [])
@@ -70,6 +72,7 @@ class ServedModel:
     def activate(self) -> None:
         metrics.MODEL_INFO.labels(self.name, self.version, self.metadata.sha256).set(1)
         metrics.MODEL_LOADED_TIMESTAMP.labels(self.name, self.version).set(self.loaded_at)
+        self._drift.publish_reference()
 
     def deactivate(self) -> None:
         metrics.MODEL_INFO.labels(self.name, self.version, self.metadata.sha256).set(0)
@@ -89,6 +92,7 @@ class ServedModel:
         self._inference_time.observe(time.perf_counter() - start)
         self._batch_size.observe(len(rows))
         self._count(result.predictions)
+        self._drift.observe(rows)
         return result
 
     def _count(self, predictions: np.ndarray[Any, Any]) -> None:
