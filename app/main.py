@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
-from app.api import health, models
+from app.api import health, models, v2
 from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
 from app.api.predict import build_router, request_body_doc
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_router(_predict_doc(registry, settings)))
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(v2.router)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
     Instrumentator(

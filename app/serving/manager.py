@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -56,6 +57,9 @@ class ModelManager:
         self._refresh_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self.started = False
+        # Versions pinned by /v2/models/{name}/versions/{v} that are not the served one, LRU.
+        self._pinned: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
+        self._pinned_lock = asyncio.Lock()
 
     # ---- lookups used by the routes --------------------------------------------------
 
@@ -68,6 +72,34 @@ class ModelManager:
             raise ModelNotFoundError(f"model {name!r} is not served here")
         reason = state.error or "still loading"
         raise ModelNotReadyError(f"model {name!r} is not ready: {reason}")
+
+    async def get_version(self, name: str, version: str) -> ServedModel:
+        """A specific registry version: the served one if it matches, else loaded on demand.
+
+        On-demand versions are verified and warmed in the loader thread like any other, kept
+        in an LRU cache of ``version_cache_size`` and never marked as the served version in
+        ``modelserve_model_info``. Raises ModelNotFoundError for a version the registry lacks
+        and RegistryError (or the load's own exception) when it cannot be loaded.
+        """
+        current = self.served.get(name)
+        if current is not None and current.version == version:
+            return current
+        if not version.isdigit():
+            raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
+        key = (name, version)
+        async with self._pinned_lock:  # one load per version, even under concurrent requests
+            cached = self._pinned.get(key)
+            if cached is not None:
+                self._pinned.move_to_end(key)
+                return cached
+            loop = asyncio.get_running_loop()
+            served = await loop.run_in_executor(self._loader, self._load, name, version)
+            self._pinned[key] = served
+            while len(self._pinned) > self.settings.version_cache_size:
+                _, evicted = self._pinned.popitem(last=False)
+                await evicted.close()
+            log.info("loaded pinned version", extra={"model": name, "version": version})
+            return served
 
     @property
     def ready(self) -> bool:
@@ -99,7 +131,7 @@ class ModelManager:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        for served in list(self.served.values()):
+        for served in [*self.served.values(), *self._pinned.values()]:
             await served.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._loader.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,244 @@
+"""Open Inference Protocol v2 tensors: request ``inputs`` to a float64 matrix, and back.
+
+A request carries either one tensor of shape ``[N, features]`` (row-major ``data``, flat or
+nested) or one tensor per feature column, named after the feature, of shape ``[N]`` or
+``[N, 1]``. Both become the same float64 matrix the /predict parser produces: values are
+read from JSON as Python numbers, so an ``FP32`` tensor is not rounded to 32 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.api.errors import ApiError
+from app.metrics import ErrorReason
+
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+PREDICTION_ID = "prediction_id"
+OUTPUT_NAMES = (PREDICT, PREDICT_PROBA, PREDICTION_ID)
+_INT_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    rows: npt.NDArray[np.float64]
+    outputs: list[str]
+    id: str | None
+
+
+def _bad(field: str, message: str, reason: ErrorReason = ErrorReason.INVALID_REQUEST) -> ApiError:
+    status = 400 if reason in (ErrorReason.INVALID_REQUEST, ErrorReason.INVALID_JSON) else 422
+    return ApiError(status, reason, f"{field}: {message}", field=field)
+
+
+def parse_infer_request(
+    payload: Any, feature_names: Sequence[str], max_batch: int, has_proba: bool
+) -> InferRequest:
+    """Validate an inference request body; every error names the offending field."""
+    if not isinstance(payload, dict):
+        raise _bad("body", "must be a JSON object with 'inputs'")
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise _bad("id", "must be a string")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _bad("inputs", "must be a non-empty list of tensors")
+    tensors = [_tensor(t, f"inputs[{i}]") for i, t in enumerate(inputs)]
+    if len(tensors) == 1 and len(tensors[0].shape) == 2:
+        rows = _matrix(tensors[0], len(feature_names))
+    else:
+        rows = _columns(tensors, feature_names)
+    if rows.shape[0] > max_batch:
+        raise ApiError(
+            413,
+            ErrorReason.BATCH_TOO_LARGE,
+            f"{rows.shape[0]} rows is over the limit of {max_batch} per request",
+            field="inputs",
+        )
+    return InferRequest(rows, _outputs(payload.get("outputs"), has_proba), request_id)
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    field: str
+    name: str
+    shape: list[int]
+    values: list[float | int]
+
+
+def _tensor(raw: Any, field: str) -> _Tensor:
+    if not isinstance(raw, dict):
+        raise _bad(field, "must be a tensor object with name, shape, datatype and data")
+    for key in ("name", "shape", "datatype", "data"):
+        if key not in raw:
+            raise _bad(f"{field}.{key}", "field required")
+    name, shape, datatype = raw["name"], raw["shape"], raw["datatype"]
+    if not isinstance(name, str):
+        raise _bad(f"{field}.name", "must be a string")
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 2
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise _bad(f"{field}.shape", f"must be [N, features] or [N], got {shape!r}")
+    if datatype not in FLOAT_TYPES | INT_TYPES:
+        raise _bad(
+            f"{field}.datatype",
+            f"unsupported datatype {datatype!r}; use FP32, FP64 or INT64 (or another numeric)",
+        )
+    values = _flatten(raw["data"], f"{field}.data")
+    expected = math.prod(shape)
+    if len(values) != expected:
+        raise _bad(f"{field}.data", f"has {len(values)} values but shape {shape} needs {expected}")
+    if expected == 0:
+        raise _bad(f"{field}.shape", "must hold at least one row")
+    _check_values(values, datatype in INT_TYPES, f"{field}.data")
+    return _Tensor(field, name, shape, values)
+
+
+def _flatten(data: Any, field: str) -> list[Any]:
+    """Row-major values of flat or nested ``data`` (nesting is layout only, as in OIP)."""
+    if not isinstance(data, list):
+        raise _bad(field, "must be a list of numbers (flat or nested row-major)")
+    if not any(isinstance(v, list) for v in data):
+        return data
+    flat: list[Any] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) > 8:
+                    raise _bad(field, "is nested too deeply")
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _check_values(values: list[Any], integers: bool, field: str) -> None:
+    allowed = (int,) if integers else (int, float)
+    for k, value in enumerate(values):
+        kind = type(value)
+        if kind not in allowed or (kind is int and abs(value) >= _INT_LIMIT):
+            want = "an integer" if integers else "a number"
+            raise _bad(
+                f"{field}[{k}]",
+                f"must be {want}, got {_describe(value)}",
+                ErrorReason.INVALID_VALUE,
+            )
+        if kind is float and not math.isfinite(value):
+            raise _bad(
+                f"{field}[{k}]", f"must be a finite number, got {value}", ErrorReason.INVALID_VALUE
+            )
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, int):
+        return "an integer out of range"
+    if isinstance(value, float):
+        return "a fractional number"
+    return type(value).__name__
+
+
+def _matrix(tensor: _Tensor, width: int) -> npt.NDArray[np.float64]:
+    rows, columns = tensor.shape
+    if columns != width:
+        raise _bad(
+            f"{tensor.field}.shape",
+            f"expected [N, {width}] (the model has {width} features), got {tensor.shape}",
+            ErrorReason.INVALID_FEATURES,
+        )
+    return np.asarray(tensor.values, dtype=np.float64).reshape(rows, columns)
+
+
+def _columns(tensors: list[_Tensor], feature_names: Sequence[str]) -> npt.NDArray[np.float64]:
+    """One tensor per feature, by name, each ``[N]`` or ``[N, 1]``; stacked in feature order."""
+    by_name: dict[str, _Tensor] = {}
+    for tensor in tensors:
+        if tensor.name not in feature_names:
+            raise _bad(
+                f"{tensor.field}.name",
+                f"{tensor.name!r} is not a feature of this model; send one [N, "
+                f"{len(feature_names)}] tensor, or one tensor per feature named after it",
+                ErrorReason.INVALID_FEATURES,
+            )
+        if tensor.name in by_name:
+            raise _bad(f"{tensor.field}.name", f"feature {tensor.name!r} given twice")
+        if len(tensor.shape) == 2 and tensor.shape[1] != 1:
+            raise _bad(
+                f"{tensor.field}.shape", f"a feature column is [N] or [N, 1], got {tensor.shape}"
+            )
+        by_name[tensor.name] = tensor
+    missing = [n for n in feature_names if n not in by_name]
+    if missing:
+        raise _bad(
+            "inputs",
+            f"missing feature(s): {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
+            ErrorReason.INVALID_FEATURES,
+        )
+    lengths = {t.shape[0] for t in tensors}
+    if len(lengths) != 1:
+        raise _bad("inputs", f"feature columns differ in length: {sorted(lengths)}")
+    columns = [by_name[n].values for n in feature_names]
+    return np.asarray(columns, dtype=np.float64).T.copy()
+
+
+def _outputs(raw: Any, has_proba: bool) -> list[str]:
+    if raw is None:
+        return [PREDICT]
+    if not isinstance(raw, list) or not raw:
+        raise _bad("outputs", 'must be a non-empty list of {"name": ...} objects')
+    names: list[str] = []
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in OUTPUT_NAMES:
+            raise _bad(
+                f"outputs[{i}].name",
+                f"unknown output {name!r}; available: {', '.join(available_outputs(has_proba))}",
+            )
+        if name == PREDICT_PROBA and not has_proba:
+            raise _bad(f"outputs[{i}].name", "this model has no predict_proba")
+        names.append(name)
+    return names
+
+
+def available_outputs(has_proba: bool) -> list[str]:
+    return [n for n in OUTPUT_NAMES if has_proba or n != PREDICT_PROBA]
+
+
+def datatype_of(array: npt.NDArray[Any]) -> str:
+    """The OIP datatype of a numpy array (labels that are strings travel as BYTES)."""
+    kind = array.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu":
+        return "INT64"
+    if kind == "f":
+        return "FP64"
+    return "BYTES"
+
+
+def output_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
+    """A response tensor: row-major flat ``data`` and the array's shape."""
+    datatype = datatype_of(array)
+    flat = array.reshape(-1)
+    data = [str(v) for v in flat.tolist()] if datatype == "BYTES" else flat.tolist()
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
