@@ -11,19 +11,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
+from app.api import feedback as feedback_api
 from app.api import health, models, v2
 from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
+from app.monitoring import predlog
 from app.registry.store import Registry, RegistryError
 from app.serving.manager import ModelManager
 
 log = logging.getLogger(__name__)
+
+INPROGRESS_GAUGE = "http_requests_inprogress"
 
 
 def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
@@ -36,11 +41,24 @@ def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
         return request_body_doc([], [])
 
 
+def _forget_inprogress_gauge() -> None:
+    """Let a second app in one process start (tests build many).
+
+    The instrumentator registers its in-progress gauge in the global registry when the app's
+    middleware is built, without the duplicate check its other metrics have; an earlier app's
+    gauge would make the new app fail at start-up with DuplicateTimeseries.
+    """
+    stale = REGISTRY._names_to_collectors.get(INPROGRESS_GAUGE)
+    if stale is not None:
+        REGISTRY.unregister(stale)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
     registry = Registry(settings.registry)
     manager = ModelManager(registry, settings)
+    prediction_log = predlog.from_settings(settings)
 
     async def load_models() -> None:
         await manager.start()
@@ -52,12 +70,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /health/live answers at once, /health/ready says 503 until
         # every model is verified, loaded and warmed.
+        if prediction_log is not None:
+            prediction_log.start()
+            predlog.activate(prediction_log)
         loading = asyncio.get_running_loop().create_task(load_models())
         yield
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         await manager.stop()
+        if prediction_log is not None:  # after the models: their last rows get written too
+            predlog.deactivate(prediction_log)
+            await asyncio.to_thread(prediction_log.stop)
 
     app = FastAPI(
         title="modelserve",
@@ -67,13 +91,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.manager = manager
+    app.state.prediction_log = prediction_log
     install_error_handlers(app)
     app.include_router(build_router(_predict_doc(registry, settings)))
     app.include_router(models.router)
     app.include_router(health.router)
-    app.include_router(v2.router)
+    app.include_router(feedback_api.router)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
+    app.include_router(v2.router)
+    _forget_inprogress_gauge()
     Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,
