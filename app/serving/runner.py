@@ -15,6 +15,7 @@ from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher, Rows
 from app.serving.drift import DriftCounter
+from app.serving.fastpath import compile_scorer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class ServedModel:
         self.estimator: Any = artifact.estimator
         self.is_classifier = self.metadata.task == "classification"
         self.has_proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
+        self._score = compile_scorer(self.estimator, self.has_proba)
         self.loaded_at = 0.0
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
@@ -81,8 +83,7 @@ class ServedModel:
         await self._batcher.close()
 
     def _predict_raw(self, rows: Rows) -> BatchResult:
-        predictions = np.asarray(self.estimator.predict(rows))
-        proba = np.asarray(self.estimator.predict_proba(rows)) if self.has_proba else None
+        predictions, proba = self._score(rows)
         return BatchResult(predictions, proba)
 
     def _call_model(self, rows: Rows) -> BatchResult:
