@@ -29,6 +29,13 @@ unit: install
 
 test: lint typecheck unit  ## everything CI runs
 
+.PHONY: check-k8s
+check-k8s: install  ## kubernetes-validate --strict on deploy/kubernetes, promtool on its rules, generated files fresh
+	$(BIN)/python scripts/check_k8s.py
+
+k8s-generate: install  ## regenerate the PrometheusRule and dashboard ConfigMap from their sources
+	$(BIN)/python scripts/gen_k8s.py
+
 lock: install  ## re-pin every dependency after changing pyproject.toml
 	$(BIN)/pip freeze --exclude-editable | grep -v -e '^pip==' -e '^-e ' > requirements.lock
 
