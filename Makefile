@@ -27,7 +27,16 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: lint typecheck unit  ## everything CI runs
+test: lint typecheck unit check-rules  ## everything CI runs
+
+.PHONY: check-rules
+check-rules:  ## promtool check config + rules, promtool test rules, amtool check-config
+	@tmp=$$(mktemp -d); \
+	sed 's|/etc/prometheus/rules/|$(CURDIR)/prometheus/rules/|' prometheus/prometheus.yml > $$tmp/prometheus.yml; \
+	promtool check config $$tmp/prometheus.yml; rc=$$?; rm -rf $$tmp; exit $$rc
+	promtool check rules prometheus/rules/*.yml
+	promtool test rules prometheus/tests/*.yml
+	amtool check-config alertmanager/alertmanager.yml
 
 .PHONY: check-k8s
 check-k8s: install  ## kubernetes-validate --strict on deploy/kubernetes, promtool on its rules, generated files fresh
