@@ -25,7 +25,9 @@ def _served_per_worker(metrics_dir: Path) -> dict[str, float]:
     per_pid: dict[str, float] = {}
     for path in metrics_dir.glob("counter_*.db"):
         pid = path.stem.removeprefix("counter_")
-        for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(path)):
+        # prometheus_client's own reader of a worker's file (untyped upstream).
+        entries = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+        for key, value, _ts, _pos in entries:
             if '"modelserve_predictions_total"' in key:
                 per_pid[pid] = per_pid.get(pid, 0.0) + value
     return per_pid

@@ -113,21 +113,32 @@ def test_readme_curl_request_ids_and_json_logs(
     # One JSON line per request, carrying id, model, version, instances, status, latency.
     predict_requests = 1 + 3 + 1 + 2 + 1
     lines = wait_for_log(
-        server, lambda ls: sum(1 for l in ls if l.get("path") == "/predict") >= predict_requests
+        server,
+        lambda ls: sum(1 for line in ls if line.get("path") == "/predict") >= predict_requests,
     )
     access = [
-        l for l in lines if l.get("logger") == "modelserve.access" and l["path"] == "/predict"
+        line
+        for line in lines
+        if line.get("logger") == "modelserve.access" and line["path"] == "/predict"
     ]
     assert len(access) == predict_requests
-    assert len({l["request_id"] for l in access}) == predict_requests
-    by_id = {l["request_id"]: l for l in access}
+    assert len({line["request_id"] for line in access}) == predict_requests
+    by_id = {line["request_id"]: line for line in access}
     tagged = by_id["e2e-req-42"]
     assert tagged["model"] == "breast-cancer" and tagged["version"] == "1"
     assert tagged["instances"] == 1 and tagged["status"] == 200
     assert isinstance(tagged["latency_ms"], float) and tagged["latency_ms"] > 0
     assert by_id[gen_ids[0]]["status"] == 200
     assert by_id[bad.headers["x-request-id"]]["status"] == 422
-    assert sorted(l["instances"] for l in access if l["status"] == 200) == [1, 1, 1, 1, 6, 6, 6]
+    assert sorted(line["instances"] for line in access if line["status"] == 200) == [
+        1,
+        1,
+        1,
+        1,
+        6,
+        6,
+        6,
+    ]
 
 
 def test_make_serve_is_ready_within_60s(tmp_path: Path) -> None:
