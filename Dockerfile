@@ -54,7 +54,7 @@ ENV PATH="/opt/venv/bin:$PATH" \
     MODELSERVE_PORT=8000 \
     MODELSERVE_WORKERS=2 \
     MODELSERVE_LOG_FORMAT=json \
-    MODELSERVE_PREDICTION_LOG=/app/data/predictions.jsonl \
+    MODELSERVE_PREDICTION_LOG=/app/data/predictions.db \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 
 USER 10001:10001

@@ -7,7 +7,6 @@ directory, is exactly what the Dockerfile says, so the image's entry point canno
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -149,6 +148,12 @@ def test_cmd_serves_and_healthcheck_reports_healthy(image: Runtime, container_ro
         # Multiprocess metrics really live in the image's PROMETHEUS_MULTIPROC_DIR, emptied first.
         assert not (metrics_dir / "counter_99999.db").exists()
         assert any(metrics_dir.glob("*.db"))
+        # The prediction log (SQLite) is written to the data volume, not the read-only root.
+        prediction_log = Path(env["MODELSERVE_PREDICTION_LOG"])
+        deadline = time.monotonic() + 30
+        while not prediction_log.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert prediction_log.exists(), log_path.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -163,4 +168,3 @@ def test_cmd_serves_and_healthcheck_reports_healthy(image: Runtime, container_ro
     # to the tmpfs (/tmp) and the data volume (/app/data).
     assert _snapshot(workdir / "models") == registry_before
     assert sorted(p.name for p in workdir.iterdir()) == ["data", "models"]
-    assert os.access(env["MODELSERVE_PREDICTION_LOG"].rsplit("/", 1)[0], os.W_OK)
