@@ -45,6 +45,10 @@ check-k8s: install  ## kubernetes-validate --strict on deploy/kubernetes, promto
 k8s-generate: install  ## regenerate the PrometheusRule and dashboard ConfigMap from their sources
 	$(BIN)/python scripts/gen_k8s.py
 
+.PHONY: check-deploy
+check-deploy: install  ## offline: compose config + schema, workflow/dependabot schemas, hadolint, actionlint, promtool/amtool on the mounted configs
+	$(BIN)/python scripts/check_deploy.py
+
 lock: install  ## re-pin every dependency after changing pyproject.toml
 	$(BIN)/pip freeze --exclude-editable | grep -v -e '^pip==' -e '^-e ' > requirements.lock
 
