@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, gt=0, description="Longest a prediction may take before 504."
     )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a client may take to send a request body (408 after)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this port instead of the main one (keeps it private).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, JSON list (e.g. ["https://app.example"]); '
+        "empty: CORS off.",
+    )
 
     poll_interval_s: float = Field(
         5.0, ge=0, description="How often servers re-read aliases (0 disables polling)."

@@ -29,6 +29,7 @@ class ErrorReason(StrEnum):
     INVALID_VALUE = "invalid_value"
     BATCH_TOO_LARGE = "batch_too_large"
     BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"
     UNKNOWN_MODEL = "unknown_model"
     NOT_READY = "not_ready"
     OVERLOADED = "overloaded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -33,7 +34,27 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes without reading it all."""
+    """The request body, refusing (413) anything over ``limit`` bytes without reading it all.
+
+    A body that is not complete within ``body_timeout_s`` (a slow-loris client trickling
+    bytes) is refused with 408 and the connection closed, so it cannot hold a worker's memory
+    or a connection slot indefinitely.
+    """
+    timeout_s = get_settings(request).body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_limited(request, limit)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            ErrorReason.BODY_TIMEOUT,
+            f"request body not received within {timeout_s} s",
+            field="body",
+            headers={"Connection": "close"},
+        ) from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(
