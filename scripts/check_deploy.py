@@ -108,7 +108,7 @@ CHECKS: dict[str, Check] = {
         ),
         Check(
             "hadolint",
-            lambda f, _: [_tool("hadolint"), *map(str, f)],
+            lambda f, _: [_tool("hadolint"), "--no-color", *map(str, f)],
             lambda: [ROOT / "Dockerfile"],
         ),
         Check(
