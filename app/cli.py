@@ -6,6 +6,7 @@ import csv
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,10 @@ def prepare_multiprocess_dir(workers: int) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelserve-metrics-")
 
 
+def _stopped_by_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (MODELSERVE_HOST).")] = None,
@@ -79,6 +84,9 @@ def serve(
     settings = Settings()
     prepare_multiprocess_dir(settings.workers)
     multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop asked
+    # for by the orchestrator is a clean exit (0), not death by signal (-15).
+    signal.signal(signal.SIGTERM, _stopped_by_sigterm)
     try:
         uvicorn.run(
             "app.main:create_app",

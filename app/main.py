@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
+from app.api import access, health, models, v2
 from app.api import feedback as feedback_api
-from app.api import health, models, v2
 from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
 from app.api.predict import build_router, request_body_doc
@@ -73,8 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if prediction_log is not None:
             prediction_log.start()
             predlog.activate(prediction_log)
+        stop_metrics = access.start_metrics_server(settings)
         loading = asyncio.get_running_loop().create_task(load_models())
         yield
+        if stop_metrics is not None:
+            stop_metrics()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
@@ -101,11 +104,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(build_admin_router(settings.admin_token))
     app.include_router(v2.router)
     _forget_inprogress_gauge()
-    Instrumentator(
+    instrumentator = Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,
         inprogress_labels=True,
         excluded_handlers=["/metrics"],
-    ).instrument(app).expose(app, include_in_schema=False)
+    ).instrument(app)
+    if access.metrics_on_main_port(settings):
+        instrumentator.expose(app, include_in_schema=False)
     app.add_middleware(RequestContextMiddleware)
+    access.install_cors(app, settings)
     return app
