@@ -168,3 +168,18 @@ def test_metrics_after_n_predictions(scored_client: TestClient, registry: Regist
     handlers = {s.labels["handler"] for s in samples(after, "http_requests_total")}
     assert not [h for h in handlers if MODEL in h or "nope" in h or REGRESSOR in h]
     assert delta("http_request_duration_seconds_count", handler="/predict", method="POST") == 5
+
+
+def test_every_app_in_a_process_counts_its_http_requests(
+    make_client: Callable[..., TestClient], registry: Registry
+) -> None:
+    row = registry.metadata(MODEL, "1").example
+    ok = {"handler": "/predict", "method": "POST", "status": "200"}
+    for _ in range(2):  # the second app used to lose its HTTP metrics to the first
+        client = make_client()
+        before = total(client.get("/metrics").text, "http_requests_total", ok)
+        _post(client, "/predict", [row])
+        _post(client, "/predict", [row])
+        after = client.get("/metrics").text
+        assert total(after, "http_requests_total", ok) - before == 2
+        assert samples(after, "http_requests_inprogress")
