@@ -20,9 +20,7 @@ def total(text: str, name: str, labels: Mapping[str, str] | None = None) -> floa
     """Sum of the samples named ``name`` whose labels include ``labels``."""
     want = dict(labels or {})
     return sum(
-        s.value
-        for s in samples(text, name)
-        if all(s.labels.get(k) == v for k, v in want.items())
+        s.value for s in samples(text, name) if all(s.labels.get(k) == v for k, v in want.items())
     )
 
 
