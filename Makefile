@@ -49,6 +49,10 @@ k8s-generate: install  ## regenerate the PrometheusRule and dashboard ConfigMap 
 check-deploy: install  ## offline: compose config + schema, workflow/dependabot schemas, hadolint, actionlint, promtool/amtool on the mounted configs
 	$(BIN)/python scripts/check_deploy.py
 
+.PHONY: bench
+bench: install  ## side-by-side benchmark (needs wrk): modelserve vs the textbook baseline, ~5 min
+	$(BIN)/python bench/run.py --markdown bench/latest.md
+
 lock: install  ## re-pin every dependency after changing pyproject.toml
 	$(BIN)/pip freeze --exclude-editable | grep -v -e '^pip==' -e '^-e ' > requirements.lock
 

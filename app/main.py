@@ -19,6 +19,7 @@ from app.api import access, health, models, v2
 from app.api import feedback as feedback_api
 from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
+from app.api.fastpath import PredictFastPath
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
@@ -103,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
     app.include_router(v2.router)
+    # Inside the Prometheus and request-log middlewares (added after it), outside the router.
+    app.add_middleware(PredictFastPath, settings=settings)
     _forget_inprogress_gauge()
     instrumentator = Instrumentator(
         should_group_status_codes=False,

@@ -1,0 +1,79 @@
+"""Benchmark models: a registry copy with the default logistic model and a RandomForest(200).
+
+Also measures the in-process floor: ``predict`` alone, no HTTP, on 1 and 64 rows.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+from app.registry.store import Registry
+from app.training.reference import build_reference, data_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGISTIC = "breast-cancer"
+FOREST = "breast-cancer-forest"
+SEED = 42
+
+
+def build_registry(dst: Path) -> Registry:
+    """Copy the committed registry and register the forest beside it (alias production)."""
+    shutil.copytree(ROOT / "models", dst, ignore=shutil.ignore_patterns(".lock", ".tmp-*"))
+    data = load_breast_cancer()
+    X = np.asarray(data.data, dtype=np.float64)
+    y = np.asarray(data.target)
+    names = [str(n) for n in data.feature_names]
+    X_train, X_test, y_train, _ = train_test_split(
+        X, y, test_size=0.2, random_state=SEED, stratify=y
+    )
+    forest = RandomForestClassifier(n_estimators=200, random_state=SEED).fit(X_train, y_train)
+    registry = Registry(dst)
+    meta = registry.register(
+        FOREST,
+        forest,
+        {
+            "python_version": platform.python_version(),
+            "sklearn_version": sklearn.__version__,
+            "task": "classification",
+            "features": [{"name": n, "dtype": "float64"} for n in names],
+            "classes": [int(c) for c in forest.classes_],
+            "data_fingerprint": data_fingerprint(X_train, y_train),
+            "example": [float(v) for v in X_test[0]],
+            "reference": build_reference(X_train, y_train, names, classification=True),
+            "params": {"n_estimators": 200, "random_state": SEED},
+        },
+    )
+    registry.set_alias(FOREST, "production", meta.version)
+    return registry
+
+
+def example_rows(registry: Registry, name: str, n: int) -> np.ndarray[Any, Any]:
+    version = registry.resolve(name, "production")
+    example = registry.metadata(name, version).example
+    return np.asarray([example] * n, dtype=np.float64)
+
+
+def predict_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) -> float:
+    """Median wall time of ``estimator.predict`` on ``rows`` rows, in milliseconds."""
+    version = registry.resolve(name, "production")
+    estimator = registry.load(name, version).estimator
+    X = example_rows(registry, name, rows)
+    for _ in range(3):
+        estimator.predict(X)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        estimator.predict(X)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000

@@ -1,0 +1,230 @@
+"""Start the benchmarked servers on loopback, drive them with wrk, and check overload."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.models import FOREST, LOGISTIC
+from tests.support import free_port
+
+BENCH = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+OVERLOAD_CONNECTIONS = 512
+OVERLOAD_QUEUE = 256  # ~0.2 s of forest work: past that, callers get 503 instead of waiting
+OVERLOAD_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    socket_errors: int
+    non_2xx: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rps:,.0f} req/s p50 {self.p50_ms:.2f} ms p99 {self.p99_ms:.1f} ms "
+            f"max {self.max_ms:.0f} ms non-2xx {self.non_2xx} socket errors {self.socket_errors}"
+        )
+
+
+def write_body(path: Path, rows: Any) -> Path:
+    path.write_bytes(orjson.dumps({"instances": rows.tolist()}))
+    return path
+
+
+def wrk(url: str, body: Path, connections: int, seconds: float, timeout_s: float = 30) -> WrkResult:
+    threads = min(2, connections)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        f"--timeout={timeout_s:g}s",
+    ]
+    cmd += ["-s", str(BENCH / "post.lua"), url, "--", str(body)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
+        non_2xx=raw["status"],
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+    )
+
+
+@dataclass
+class BenchServer:
+    kind: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, kind: str, work: Path, registry: Path, model: str, env: dict[str, str] | None = None
+    ) -> BenchServer:
+        port = free_port()
+        full_env = {**os.environ, **(env or {})}
+        if kind == "baseline":
+            version = json.loads((registry / model / "aliases.json").read_text())["aliases"]
+            full_env["BASELINE_MODEL"] = str(
+                registry / model / version["production"] / "model.joblib"
+            )
+            cmd = [str(BIN / "uvicorn"), "--app-dir", str(BENCH), "baseline_app:app"]
+            cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+            ready = "/health"
+        else:
+            workers = "2" if kind == "modelserve-w2" else "1"
+            cmd = [str(BIN / "modelserve"), "serve", "--registry", str(registry)]
+            cmd += ["--port", str(port), "--workers", workers, "--model", LOGISTIC]
+            full_env.setdefault("MODELSERVE_POLL_INTERVAL_S", "0")
+            ready = "/health/ready"
+        log_path = work / f"{kind}-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        server = cls(kind, f"http://127.0.0.1:{port}", proc, log_path)
+        server.wait(ready)
+        return server
+
+    def predict_path(self, model: str) -> str:
+        if self.kind == "baseline" or model == LOGISTIC:
+            return "/predict"
+        return f"/v1/models/{model}:predict"
+
+    def wait(self, path: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.kind} not ready after {timeout}s")
+
+    def __enter__(self) -> BenchServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Probe:
+    """Sequential requests beside the load: their status and latency, one by one."""
+
+    url: str
+    body: bytes | None
+    samples: list[tuple[int, float]] = field(default_factory=list)
+    failures: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=OVERLOAD_TIMEOUT_S * 2) as client:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                try:
+                    if self.body is None:
+                        status = client.get(self.url).status_code
+                    else:
+                        headers = {"Content-Type": "application/json"}
+                        status = client.post(
+                            self.url, content=self.body, headers=headers
+                        ).status_code
+                except httpx.HTTPError:
+                    self.failures += 1
+                    continue
+                self.samples.append((status, (time.perf_counter() - start) * 1000))
+                self.stop.wait(0.02)
+
+    def latencies(self, status: int) -> list[float]:
+        return sorted(ms for s, ms in self.samples if s == status)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+@dataclass
+class OverloadResult:
+    load: WrkResult
+    live: Probe
+    predict: Probe
+
+    def report(self) -> list[str]:
+        live = self.live.latencies(200)
+        ok, shed = self.predict.latencies(200), self.predict.latencies(503)
+        live_bad = self.live.failures + sum(1 for s, _ in self.live.samples if s != 200)
+        return [
+            f"Overload: wrk c={OVERLOAD_CONNECTIONS} on the forest, modelserve 1 process, "
+            f"MODELSERVE_QUEUE_SIZE={OVERLOAD_QUEUE}, MODELSERVE_REQUEST_TIMEOUT_S="
+            f"{OVERLOAD_TIMEOUT_S:g}:",
+            "",
+            f"- wrk: {self.load}",
+            f"- answered 200: {self.load.requests - self.load.non_2xx:,}, "
+            f"non-2xx (503 overloaded): {self.load.non_2xx:,}; "
+            f"slowest request {self.load.max_ms:.0f} ms (timeout {OVERLOAD_TIMEOUT_S:g} s)",
+            f"- probe beside the load: {len(ok)} × 200 (p50 {_pct(ok, 0.5):.0f} ms, max "
+            f"{_pct(ok, 1):.0f} ms), {len(shed)} × 503 (p50 {_pct(shed, 0.5):.1f} ms, "
+            f"max {_pct(shed, 1):.1f} ms)",
+            f"- /health/live: {len(live)} × 200 (p50 {_pct(live, 0.5):.1f} ms, max "
+            f"{_pct(live, 1):.1f} ms), {live_bad} failures",
+        ]
+
+
+def overload_check(work: Path, registry: Path, body: Path, seconds: float) -> OverloadResult:
+    env = {
+        "MODELSERVE_QUEUE_SIZE": str(OVERLOAD_QUEUE),
+        "MODELSERVE_REQUEST_TIMEOUT_S": str(OVERLOAD_TIMEOUT_S),
+    }
+    with BenchServer.start("modelserve", work, registry, LOGISTIC, env) as srv:
+        url = srv.url + srv.predict_path(FOREST)
+        live = Probe(srv.url + "/health/live", None)
+        predict = Probe(url, body.read_bytes())
+        threads = [threading.Thread(target=p.run, daemon=True) for p in (live, predict)]
+        for t in threads:
+            t.start()
+        load = wrk(url, body, OVERLOAD_CONNECTIONS, seconds, timeout_s=OVERLOAD_TIMEOUT_S * 3)
+        for p in (live, predict):
+            p.stop.set()
+        for t in threads:
+            t.join(OVERLOAD_TIMEOUT_S * 3)
+        return OverloadResult(load, live, predict)
