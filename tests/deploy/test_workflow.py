@@ -96,7 +96,7 @@ def _run_step(script: str, checkout: Path, tmp_path: Path) -> subprocess.Complet
     }
     (tmp_path / "runner").mkdir(exist_ok=True)
     return subprocess.run(
-        ["bash", "-e", "-c", script],
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
         cwd=checkout,
         env=env,
         capture_output=True,
