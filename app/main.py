@@ -29,7 +29,15 @@ from app.serving.manager import ModelManager
 
 log = logging.getLogger(__name__)
 
-INPROGRESS_GAUGE = "http_requests_inprogress"
+# Everything the instrumentator registers in the global registry when an app's middleware is built.
+HTTP_METRICS = (
+    "http_requests_total",
+    "http_request_size_bytes",
+    "http_response_size_bytes",
+    "http_request_duration_highr_seconds",
+    "http_request_duration_seconds",
+    "http_requests_inprogress",
+)
 
 
 def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
@@ -42,16 +50,17 @@ def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
         return request_body_doc([], [])
 
 
-def _forget_inprogress_gauge() -> None:
-    """Let a second app in one process start (tests build many).
+def _forget_http_metrics() -> None:
+    """Let a second app in one process (tests build many) count its HTTP requests.
 
-    The instrumentator registers its in-progress gauge in the global registry when the app's
-    middleware is built, without the duplicate check its other metrics have; an earlier app's
-    gauge would make the new app fail at start-up with DuplicateTimeseries.
+    The instrumentator registers its metrics in the global registry when an app's middleware
+    is built. Finding an earlier app's metrics there, it fails on the in-progress gauge
+    (DuplicateTimeseries) and silently skips http_requests_total and the latency histograms.
     """
-    stale = REGISTRY._names_to_collectors.get(INPROGRESS_GAUGE)
-    if stale is not None:
-        REGISTRY.unregister(stale)
+    for name in HTTP_METRICS:
+        stale = REGISTRY._names_to_collectors.get(name)
+        if stale is not None:
+            REGISTRY.unregister(stale)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     # Inside the Prometheus and request-log middlewares (added after it), outside the router.
     app.add_middleware(PredictFastPath, settings=settings)
-    _forget_inprogress_gauge()
+    _forget_http_metrics()
     instrumentator = Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,
