@@ -94,24 +94,32 @@ class MicroBatcher:
         deadline = time.monotonic() + timeout
         while self.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._consumer is not None:
-            self._consumer.cancel()
+        # Detach before awaiting: a request submitted meanwhile starts a fresh consumer instead
+        # of queueing behind a cancelled one (it would hang until its 504).
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
+                await consumer
 
     async def _run(self) -> None:
         after_call = False
         while True:
             batch = [await self._queue.get()]
-            rows = len(batch[0].rows)
-            rows = self._drain_into(batch, rows)
-            if after_call and rows < self._max_rows and self._max_wait_s > 0:
-                rows = await self._wait_for_more(batch, rows)
-            self._on_depth(self._queue.qsize())
-            live = [p for p in batch if not p.future.done()]  # timed-out callers are gone
-            if live:
-                await self._score(live)
+            # A batch being formed is off the queue but not yet scoring: count it as busy, or a
+            # hot swap's close() could cancel this task while it holds requests (504 for them).
+            self._in_flight += 1
+            try:
+                rows = len(batch[0].rows)
+                rows = self._drain_into(batch, rows)
+                if after_call and rows < self._max_rows and self._max_wait_s > 0:
+                    rows = await self._wait_for_more(batch, rows)
+                self._on_depth(self._queue.qsize())
+                live = [p for p in batch if not p.future.done()]  # timed-out callers are gone
+                if live:
+                    await self._score(live)
+            finally:
+                self._in_flight -= 1
             after_call = not self._queue.empty()
 
     def _drain_into(self, batch: list[_Pending], rows: int) -> int:

@@ -20,6 +20,7 @@ class Outcome:
     version: str | None
     error: str | None
     ids: tuple[str, ...] = ()
+    probabilities: list[list[float]] | None = None
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Load:
                             payload["version"],
                             None,
                             tuple(payload["prediction_ids"]),
+                            payload.get("probabilities"),
                         )
                     else:
                         outcome = Outcome(start, end, response.status_code, None, response.text)
