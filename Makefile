@@ -59,5 +59,9 @@ lock: install  ## re-pin every dependency after changing pyproject.toml
 model: install  ## train the default model from its spec as the next version, promote if not worse
 	$(BIN)/modelserve train models/breast-cancer/train.yaml --registry models --promote-if-better
 
+.PHONY: soak
+soak: install  ## 10 min of predictions, feedback and reloads: errors, p99, RSS start/end (not in make test)
+	$(BIN)/python -m scripts.soak --duration $${SOAK_S:-600}
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
