@@ -60,8 +60,8 @@ def wrk(url: str, body: Path, connections: int, seconds: float, timeout_s: float
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{seconds:g}s",
-        f"--timeout={timeout_s:g}s",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
     ]
     cmd += ["-s", str(BENCH / "post.lua"), url, "--", str(body)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
