@@ -94,6 +94,8 @@ def serve(
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
+            loop="uvloop",  # explicit: "auto" silently falls back to asyncio and h11 if absent
+            http="httptools",
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=math.ceil(settings.request_timeout_s),
