@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from app.serving import fastpath
 from app.serving.fastpath import compile_scorer
 
 
@@ -77,3 +78,30 @@ def test_without_proba_only_predicts() -> None:
     predictions, proba = compile_scorer(tree, with_proba=False)(X[:3])
     assert proba is None
     np.testing.assert_array_equal(predictions, tree.predict(X[:3]))
+
+
+@pytest.mark.parametrize("factory", [ESTIMATORS[0], ESTIMATORS[3], ESTIMATORS[4]])
+def test_fast_paths_do_not_call_sklearn_predict_proba(factory: Any) -> None:
+    X, y = _data(False)
+    estimator = factory().fit(X, y)
+    expected = estimator.predict_proba(X[:20])
+    score = compile_scorer(estimator, with_proba=True)
+
+    def unused(_: Any) -> Any:
+        raise AssertionError("scikit-learn's predict_proba was called")
+
+    estimator.predict_proba = unused
+    _, proba = score(X[:20])
+    np.testing.assert_array_equal(proba, expected)
+
+
+def test_a_fast_path_that_differs_from_sklearn_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = _data(False)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+
+    def off_by_a_little(prefix: Any, final: Any) -> Any:
+        return lambda rows: model.predict_proba(rows) + 1e-15
+
+    monkeypatch.setattr(fastpath, "_linear_proba", off_by_a_little)
+    _, proba = compile_scorer(model, with_proba=True)(X[:5])
+    np.testing.assert_array_equal(proba, model.predict_proba(X[:5]))
