@@ -48,12 +48,22 @@ def run_curl(argv: list[str], base_url: str) -> Any:
     return json.loads(done.stdout)
 
 
+def _json_line(line: str) -> dict[str, Any]:
+    try:
+        parsed: dict[str, Any] = json.loads(line)
+    except ValueError:
+        raise AssertionError(
+            f"MODELSERVE_LOG_FORMAT=json, yet this line is not: {line!r}"
+        ) from None
+    return parsed
+
+
 def wait_for_log(
     server: Server, predicate: Callable[[list[dict[str, Any]]], bool]
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 20
     while True:
-        lines = [json.loads(line) for line in server.logs().splitlines() if line.strip()]
+        lines = [_json_line(line) for line in server.logs().splitlines() if line.strip()]
         if predicate(lines) or time.monotonic() > deadline:
             return lines
         time.sleep(0.1)
