@@ -20,6 +20,7 @@ from app.api import feedback as feedback_api
 from app.api.admin import build_router as build_admin_router
 from app.api.errors import install_error_handlers
 from app.api.fastpath import PredictFastPath
+from app.api.openapi_errors import document_not_found
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
@@ -126,4 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         instrumentator.expose(app, include_in_schema=False)
     app.add_middleware(RequestContextMiddleware)
     access.install_cors(app, settings)
+    document_not_found(app)
     return app
