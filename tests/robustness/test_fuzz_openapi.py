@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -50,7 +51,7 @@ def server_url() -> Iterator[str]:
 @pytest.mark.e2e
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_is_as_documented(case: schemathesis.Case, server_url: str) -> None:
+def test_api_is_as_documented(case: schemathesis.Case[Any], server_url: str) -> None:
     for token in (TOKEN, None, "wrong"):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         case.call_and_validate(base_url=server_url, headers=headers, checks=CHECKS)
