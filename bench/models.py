@@ -9,6 +9,7 @@ import platform
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from app.registry.store import Registry
+from app.serving.fastpath import compile_scorer
 from app.training.reference import build_reference, data_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,15 +67,24 @@ def example_rows(registry: Registry, name: str, n: int) -> np.ndarray[Any, Any]:
 
 
 def predict_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) -> float:
-    """Median wall time of ``estimator.predict`` on ``rows`` rows, in milliseconds."""
-    version = registry.resolve(name, "production")
-    estimator = registry.load(name, version).estimator
-    X = example_rows(registry, name, rows)
+    """Median wall time of scikit-learn's ``estimator.predict`` on ``rows`` rows, in ms."""
+    estimator = registry.load(name, registry.resolve(name, "production")).estimator
+    return _median_ms(estimator.predict, example_rows(registry, name, rows), repeat)
+
+
+def scorer_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) -> float:
+    """The same for modelserve's model call (predictions and probabilities in one pass)."""
+    estimator = registry.load(name, registry.resolve(name, "production")).estimator
+    score = compile_scorer(estimator, with_proba=True)
+    return _median_ms(score, example_rows(registry, name, rows), repeat)
+
+
+def _median_ms(fn: Callable[[Any], Any], X: Any, repeat: int) -> float:
     for _ in range(3):
-        estimator.predict(X)
+        fn(X)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        estimator.predict(X)
+        fn(X)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000

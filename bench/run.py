@@ -18,8 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import FOREST, LOGISTIC, build_registry, example_rows, predict_floor_ms
-from bench.servers import BenchServer, WrkResult, overload_check, write_body, wrk
+from bench.models import (
+    FOREST,
+    LOGISTIC,
+    build_registry,
+    example_rows,
+    predict_floor_ms,
+    scorer_floor_ms,
+)
+from bench.servers import (
+    BenchServer,
+    OverloadResult,
+    WrkResult,
+    overload_check,
+    write_body,
+    wrk,
+)
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
@@ -33,6 +47,51 @@ def _cell(r: WrkResult | None) -> str:
 
 def _ratio(a: WrkResult | None, b: WrkResult | None) -> str:
     return "-" if a is None or b is None or b.rps == 0 else f"{a.rps / b.rps:.1f}×"
+
+
+def _kind(model: str) -> str:
+    return "LogisticRegression" if model == LOGISTIC else "RandomForest(200)"
+
+
+def _targets(
+    results: dict[tuple[str, str, int], WrkResult],
+    floors: dict[tuple[str, int], float],
+    overload: OverloadResult,
+) -> list[str]:
+    def get(server: str, model: str, c: int) -> WrkResult:
+        return results[(server, model, c)]
+
+    f64, f64_base = get("modelserve", FOREST, 64), get("baseline", FOREST, 64)
+    f1 = get("modelserve", FOREST, 1)
+    l64, l64_base = get("modelserve", LOGISTIC, 64), get("baseline", LOGISTIC, 64)
+    l1, l1_base = get("modelserve", LOGISTIC, 1), get("baseline", LOGISTIC, 1)
+    checks = [
+        (
+            f"RandomForest c=64: {f64.rps:,.0f} req/s ≥ 1,200 and ≥ 30× baseline "
+            f"({f64.rps / f64_base.rps:.1f}×), p99 {f64.p99_ms:.1f} ms ≤ 150",
+            f64.rps >= 1200 and f64.rps >= 30 * f64_base.rps and f64.p99_ms <= 150,
+        ),
+        (
+            f"RandomForest c=1: p50 {f1.p50_ms:.2f} ms ≤ 1.15 × sklearn predict "
+            f"({1.15 * floors[(FOREST, 1)]:.2f} ms)",
+            f1.p50_ms <= 1.15 * floors[(FOREST, 1)],
+        ),
+        (
+            f"LogisticRegression c=64: {l64.rps / l64_base.rps:.1f}× baseline ≥ 1.3×, "
+            f"p99 {l64.p99_ms:.1f} ms ≤ 60",
+            l64.rps >= 1.3 * l64_base.rps and l64.p99_ms <= 60,
+        ),
+        (
+            f"LogisticRegression c=1: p50 {l1.p50_ms:.2f} ms ≤ baseline {l1_base.p50_ms:.2f} ms",
+            l1.p50_ms <= l1_base.p50_ms,
+        ),
+        (
+            "Overload c=512: slowest request under the timeout, zero socket errors, "
+            "/health/live answered every probe",
+            overload.ok,
+        ),
+    ]
+    return [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in checks]
 
 
 def _machine() -> str:
@@ -67,6 +126,11 @@ def main() -> None:
         for name in (LOGISTIC, FOREST)
         for rows in (1, 64)
     }
+    scorer = {
+        (name, rows): scorer_floor_ms(registry, name, rows)
+        for name in (LOGISTIC, FOREST)
+        for rows in (1, 64)
+    }
     body = write_body(work / "body.json", example_rows(registry, LOGISTIC, 1))
     results: dict[tuple[str, str, int], WrkResult] = {}
     for server in SERVERS:
@@ -94,7 +158,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for model in (LOGISTIC, FOREST):
-        kind = "LogisticRegression" if model == LOGISTIC else "RandomForest(200)"
+        kind = _kind(model)
         for c in CONCURRENCY:
             base = results.get(("baseline", model, c))
             one = results.get(("modelserve", model, c))
@@ -105,12 +169,19 @@ def main() -> None:
             )
     lines += [
         "",
-        "In-process `predict` floor (no HTTP, median): "
-        + ", ".join(
-            f"{'logistic' if n == LOGISTIC else 'forest'} {rows} row{'s' if rows > 1 else ''}"
-            f" {ms:.2f} ms"
-            for (n, rows), ms in floors.items()
+        "In-process floor (no HTTP, median of 30 calls), ms:",
+        "",
+        "| model | sklearn `predict` 1 row | 64 rows | modelserve model call 1 row | 64 rows |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {_kind(n)} | {floors[(n, 1)]:.2f} | {floors[(n, 64)]:.2f} "
+            f"| {scorer[(n, 1)]:.2f} | {scorer[(n, 64)]:.2f} |"
+            for n in (LOGISTIC, FOREST)
         ),
+        "",
+        "Targets (one process):",
+        "",
+        *_targets(results, floors, overload),
         "",
         *overload.report(),
     ]

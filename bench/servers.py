@@ -189,6 +189,16 @@ class OverloadResult:
     live: Probe
     predict: Probe
 
+    @property
+    def ok(self) -> bool:
+        live_bad = self.live.failures + sum(1 for s, _ in self.live.samples if s != 200)
+        return (
+            self.load.max_ms < OVERLOAD_TIMEOUT_S * 1000
+            and self.load.socket_errors == 0
+            and live_bad == 0
+            and len(self.live.samples) > 0
+        )
+
     def report(self) -> list[str]:
         live = self.live.latencies(200)
         ok, shed = self.predict.latencies(200), self.predict.latencies(503)
