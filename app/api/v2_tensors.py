@@ -90,7 +90,7 @@ def _tensor(raw: Any, field: str) -> _Tensor:
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
         raise _bad(f"{field}.shape", f"must be [N, features] or [N], got {shape!r}")
-    if datatype not in FLOAT_TYPES | INT_TYPES:
+    if not isinstance(datatype, str) or datatype not in FLOAT_TYPES | INT_TYPES:
         raise _bad(
             f"{field}.datatype",
             f"unsupported datatype {datatype!r}; use FP32, FP64 or INT64 (or another numeric)",
