@@ -56,12 +56,19 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override a spec field: --set estimator.params.C=0.5"),
     ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", help="Artifact format, joblib or skops (default: the spec's)."),
+    ] = None,
 ) -> None:
     """Validate data, train, gate, compare with production and register a new version."""
     from app.training.train import run
 
     try:
-        spec = load_spec(spec_path, parse_overrides(set_ or []))
+        overrides = parse_overrides(set_ or [])
+        if format_ is not None:
+            overrides["format"] = format_  # validated with the spec: a typo names the field
+        spec = load_spec(spec_path, overrides)
         outcome = run(
             spec, _registry(registry), promote_if_better=promote_if_better, tolerance=tolerance
         )

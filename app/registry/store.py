@@ -4,6 +4,7 @@ Layout::
 
     <root>/<name>/aliases.json            {"aliases": {...}, "history": [...]}
     <root>/<name>/<version>/model.joblib  the artifact (a pickle: verified before loading)
+    <root>/<name>/<version>/model.skops   or: the artifact in skops format (no pickle)
     <root>/<name>/<version>/metadata.json ModelMetadata
 
 Every write goes to a temporary file or directory first and is renamed into place under a
@@ -13,7 +14,6 @@ file lock, so readers never see half a version and concurrent CLIs never lose an
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import sklearn
 from filelock import FileLock
 
+from app.registry import artifacts
+from app.registry.artifacts import ARTIFACT_NAMES, ArtifactFormat
 from app.registry.metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class ChecksumMismatchError(RegistryError):
 
 class IncompatibleVersionError(RegistryError):
     pass
+
+
+class UnsafeArtifactError(RegistryError):
+    """A skops artifact names types outside the allow-list, or is not a skops file."""
 
 
 @dataclass(frozen=True)
@@ -175,10 +180,15 @@ class Registry:
                 f"{artifact}: sha256 {actual} does not match the registry record "
                 f"{meta.sha256}; refusing to load"
             )
+        if meta.format == "skops":  # promote and verify refuse what the server would refuse
+            try:
+                artifacts.skops_trusted_types(artifact.read_bytes(), str(artifact))
+            except artifacts.ArtifactError as exc:
+                raise UnsafeArtifactError(str(exc)) from None
         return meta
 
     def load(self, name: str, version: str) -> LoadedArtifact:
-        """Verify, then unpickle. The bytes hashed are the bytes loaded (no swap in between)."""
+        """Verify, then load. The bytes hashed are the bytes loaded (no swap in between)."""
         meta = self.metadata(name, version)
         artifact = self.model_dir(name) / version / meta.artifact
         if not artifact.is_file():
@@ -191,7 +201,10 @@ class Registry:
                 f"{meta.sha256}; refusing to load"
             )
         check_sklearn_version(meta.sklearn_version)
-        estimator = joblib.load(io.BytesIO(data))
+        try:
+            estimator = artifacts.load(data, meta.format, str(artifact))
+        except artifacts.ArtifactError as exc:
+            raise UnsafeArtifactError(str(exc)) from None
         return LoadedArtifact(metadata=meta, estimator=estimator, path=artifact)
 
     # ---- writing -------------------------------------------------------------------------
@@ -209,12 +222,14 @@ class Registry:
         estimator: Any,
         metadata: dict[str, Any],
         extra_files: dict[str, str] | Callable[[str], dict[str, str]] | None = None,
+        fmt: ArtifactFormat = "joblib",
     ) -> ModelMetadata:
         """Write a new immutable version; returns its metadata (version and sha256 filled in).
 
         The version directory is built under a hidden temporary name and renamed into place,
         so a crash leaves at most an invisible ``.tmp-*`` directory behind (swept by the
-        next register). ``extra_files`` may be a function of the new version number.
+        next register). ``extra_files`` may be a function of the new version number; ``fmt``
+        picks the artifact format (``skops`` needs no pickle to load).
         """
         with self.lock(name):
             model_dir = self.root / name
@@ -223,15 +238,15 @@ class Registry:
             version = str(max(taken, default=0) + 1)
             staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
             try:
-                artifact = staging / "model.joblib"
-                joblib.dump(estimator, artifact)
+                artifact = staging / ARTIFACT_NAMES[fmt]
+                artifacts.dump(estimator, artifact, fmt)
                 fields = {
                     "created_at": datetime.now(UTC),
                     **metadata,
                     "name": name,
                     "version": version,
                     "artifact": artifact.name,
-                    "format": "joblib",
+                    "format": fmt,
                     "sha256": sha256_of(artifact),
                 }
                 meta = ModelMetadata.model_validate(fields)

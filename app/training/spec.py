@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.registry.artifacts import ArtifactFormat
 from app.registry.metadata import Task
 
 HIGHER_IS_BETTER = {
@@ -97,6 +98,9 @@ class TrainSpec(_Strict):
     estimator: StepSpec
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+    format: ArtifactFormat = Field(
+        "joblib", description="Artifact format: joblib (pickle) or skops (typed, no pickle)."
+    )
     base_dir: Path = Field(Path("."), exclude=True, description="Where relative paths start.")
 
     @model_validator(mode="after")

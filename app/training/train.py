@@ -217,7 +217,7 @@ def run(
         )
         return {"MODEL_CARD.md": text}
 
-    meta = registry.register(spec.name, estimator, fields, extra_files=card)
+    meta = registry.register(spec.name, estimator, fields, extra_files=card, fmt=spec.format)
     promoted = False
     if promote_if_better and comparison.candidate_not_worse:
         registry.set_alias(spec.name, PRODUCTION, meta.version, reason="train --promote-if-better")
