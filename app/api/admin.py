@@ -48,7 +48,7 @@ def build_router(token: SecretStr) -> APIRouter:
         responses={401: {"description": "No bearer token"}, 403: {"description": "Wrong token"}},
     )
     async def reload(manager: ManagerDep) -> dict[str, Any]:
-        results = await manager.refresh()
+        results = await manager.refresh(force=True)
         return {
             "swaps": [
                 {

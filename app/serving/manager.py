@@ -144,19 +144,25 @@ class ModelManager:
             except Exception:
                 log.exception("registry poll failed")
 
-    async def refresh(self) -> list[SwapResult]:
-        """Bring every served model to the version its alias points at now."""
+    async def refresh(self, *, force: bool = False) -> list[SwapResult]:
+        """Bring every served model to the version its alias points at now.
+
+        A version that already failed to load is retried only when ``force`` is set (an
+        explicit admin reload), so a broken artifact is not reloaded and recounted every poll.
+        """
         async with self._refresh_lock:
             wanted = await asyncio.get_running_loop().run_in_executor(self._loader, self.wanted)
             results = []
             for name, alias in wanted.items():
                 state = self.states.setdefault(name, ModelState(alias=alias))
-                result = await self._refresh_one(name, state)
+                result = await self._refresh_one(name, state, force=force)
                 if result is not None:
                     results.append(result)
             return results
 
-    async def _refresh_one(self, name: str, state: ModelState) -> SwapResult | None:
+    async def _refresh_one(
+        self, name: str, state: ModelState, *, force: bool = False
+    ) -> SwapResult | None:
         loop = asyncio.get_running_loop()
         current = self.served.get(name)
         try:
@@ -167,7 +173,7 @@ class ModelManager:
             return self._failed(name, state, current, None, exc)
         if current is not None and current.version == version:
             return None
-        if state.wanted_version == version and state.error is not None:
+        if not force and state.wanted_version == version and state.error is not None:
             return None  # already failed on this exact version; wait for the alias to move
         state.wanted_version = version
         try:
