@@ -12,7 +12,7 @@ from app.serving.manager import ModelManager
 
 
 def _failures(model: str) -> float:
-    return metrics.MODEL_RELOAD_FAILURES.labels(model)._value.get()
+    return float(metrics.MODEL_RELOAD_FAILURES.labels(model)._value.get())
 
 
 def test_failed_version_waits_for_a_forced_reload(registry_path: Path) -> None:
