@@ -183,3 +183,15 @@ def test_every_app_in_a_process_counts_its_http_requests(
         after = client.get("/metrics").text
         assert total(after, "http_requests_total", ok) - before == 2
         assert samples(after, "http_requests_inprogress")
+
+
+def test_http_latency_buckets_resolve_millisecond_requests(client: TestClient) -> None:
+    """The per-route latency histogram feeds the p95 alert: it must resolve 1 ms .. 10 s."""
+    assert client.get("/health/live").status_code == 200
+    text = client.get("/metrics").text
+    bounds = {
+        s.labels["le"]
+        for s in samples(text, "http_request_duration_seconds_bucket")
+        if s.labels.get("handler") == "/health/live"
+    }
+    assert {"0.001", "0.005", "0.025", "0.1", "1.0", "10.0", "+Inf"} <= bounds
