@@ -56,6 +56,10 @@ class IncompatibleVersionError(RegistryError):
     pass
 
 
+class RegistryNotWritableError(RegistryError):
+    """A write failed at the filesystem: read-only, no permission, disk full."""
+
+
 class UnsafeArtifactError(RegistryError):
     """A skops artifact names types outside the allow-list, or is not a skops file."""
 
@@ -211,10 +215,21 @@ class Registry:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
+        """Hold the model's writer lock; a filesystem error while writing is a RegistryError.
+
+        A read-only or full registry is an operator's problem to fix, not a crash: the CLI
+        reports it as one line naming the path instead of a traceback.
+        """
         model_dir = self.root / name
-        model_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(model_dir / LOCK_FILE), timeout=60):
-            yield
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(model_dir / LOCK_FILE), timeout=60):
+                yield
+        except OSError as exc:
+            where = exc.filename or model_dir
+            raise RegistryNotWritableError(
+                f"cannot update the registry at {where}: {exc.strerror or exc}"
+            ) from None
 
     def register(
         self,
