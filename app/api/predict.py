@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from typing import Any
 
 import orjson
@@ -123,9 +123,15 @@ async def score_rows(
             served.name,
             ApiError(422, ErrorReason.MODEL_ERROR, f"the model rejected the input: {exc}"),
         ) from None
-    prediction_ids = [uuid.uuid4().hex for _ in range(len(rows))]
+    prediction_ids = new_ids(len(rows))
     predlog.record(served.name, served.version, rows, result, prediction_ids)
     return result, prediction_ids
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random 128-bit ids as 32 hex digits (one urandom call; uuid4 costs 4× as much)."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 def _counted(model: str, exc: ApiError) -> ApiError:

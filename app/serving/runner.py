@@ -31,6 +31,7 @@ class ServedModel:
         self.is_classifier = self.metadata.task == "classification"
         self.has_proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
         self._score = compile_scorer(self.estimator, self.has_proba)
+        self._feature_names = self.metadata.feature_names  # built per call by metadata
         self.loaded_at = 0.0
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
@@ -52,7 +53,7 @@ class ServedModel:
 
     @property
     def feature_names(self) -> list[str]:
-        return self.metadata.feature_names
+        return self._feature_names
 
     @property
     def queue_depth(self) -> int:
