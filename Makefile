@@ -27,7 +27,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: lint typecheck unit check-rules  ## everything CI runs
+test: lint typecheck check-rules unit  ## everything CI runs (pytest last: its summary closes the log)
 
 .PHONY: check-rules
 check-rules:  ## promtool check config + rules, promtool test rules, amtool check-config
@@ -46,7 +46,7 @@ k8s-generate: install  ## regenerate the PrometheusRule and dashboard ConfigMap 
 	$(BIN)/python scripts/gen_k8s.py
 
 .PHONY: check-deploy
-check-deploy: install  ## offline: compose config + schema, workflow/dependabot schemas, hadolint, actionlint, promtool/amtool on the mounted configs
+check-deploy: install check-k8s  ## offline: compose config + schema, workflow/dependabot schemas, hadolint, actionlint, promtool/amtool on the mounted configs
 	$(BIN)/python scripts/check_deploy.py
 
 .PHONY: bench
