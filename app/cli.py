@@ -66,6 +66,12 @@ def serve(
     registry: RegistryOpt = None,
     model: Annotated[str | None, typer.Option(help="Default model (MODELSERVE_MODEL).")] = None,
     alias: Annotated[str | None, typer.Option(help="Alias to serve (MODELSERVE_ALIAS).")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Prediction log: sqlite:///path or postgresql://... (MODELSERVE_DATABASE_URL)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the registry over HTTP (POST /predict, /metrics, /docs)."""
     import uvicorn
@@ -77,6 +83,7 @@ def serve(
         "registry": registry,
         "model": model,
         "alias": alias,
+        "database_url": database_url,
     }
     for key, value in overrides.items():
         if value is not None:  # flags beat env: hand them to every worker through env

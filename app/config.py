@@ -71,7 +71,9 @@ class Settings(BaseSettings):
         None, description="SQLite file of the prediction log (default: <registry>/../data/)."
     )
     database_url: str | None = Field(
-        None, description="Prediction-log database URL (sqlite:///path); overrides the path."
+        None,
+        description="Prediction-log database URL (sqlite:///path or postgresql://user:pw@host/db,"
+        " shared by replicas); overrides the path.",
     )
     prediction_log_retention_hours: float = Field(
         168.0, ge=0, description="Delete logged predictions older than this (0 keeps them)."

@@ -128,8 +128,8 @@ def test_full_buffer_drops_and_counts(tmp_path: Path) -> None:
 
 
 def test_unsupported_database_url_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="postgresql"):
-        open_backend("postgresql://db/modelserve", tmp_path / "x.db")
+    with pytest.raises(ValueError, match="'mysql' is not supported"):
+        open_backend("mysql://db/modelserve", tmp_path / "x.db")
     backend = open_backend(f"sqlite:///{tmp_path}/y.db", tmp_path / "x.db")
     assert isinstance(backend, SqliteBackend)
     assert backend.path == tmp_path / "y.db"

@@ -18,7 +18,7 @@ from app import metrics
 from app.api.deps import get_registry, get_settings, read_body
 from app.api.errors import ApiError
 from app.monitoring import predlog
-from app.monitoring.backend import DuplicateFeedbackError, StoredPrediction
+from app.monitoring.backend import DuplicateFeedbackError, LogBackendError, StoredPrediction
 from app.monitoring.feedback import (
     PREDICTION_ID,
     FeedbackError,
@@ -112,7 +112,7 @@ async def store_feedback(request: Request, payload: Any) -> list[dict[str, Any]]
     except DuplicateFeedbackError as exc:  # lost a race with another request or worker
         _conflict_if(next(i for i in items if i.prediction_id == exc.prediction_id), True)
         raise
-    except (sqlite3.Error, OSError, RegistryError) as exc:
+    except (sqlite3.Error, LogBackendError, OSError, RegistryError) as exc:
         raise _unavailable(exc) from None
     for j in judged:
         j.count()

@@ -4,8 +4,7 @@ A backend stores two tables: ``predictions`` (id, time, model, version, inputs a
 feature order, output as JSON ``{"prediction", "probabilities"}``) and ``feedback`` (one row per
 prediction id; its primary key is what makes a second label a conflict, in every worker and
 replica at once). ``MODELSERVE_DATABASE_URL`` selects the backend by scheme: ``sqlite:///path``
-is built in; a ``postgresql://`` backend would implement the same ``LogBackend`` protocol with
-the same two tables (``INSERT ... ON CONFLICT DO NOTHING`` for feedback) and is not shipped.
+(one host) or ``postgresql://...`` (``app/monitoring/postgres.py``: one log for every replica).
 """
 
 from __future__ import annotations
@@ -65,6 +64,10 @@ class DuplicateFeedbackError(Exception):
     def __init__(self, prediction_id: str) -> None:
         super().__init__(prediction_id)
         self.prediction_id = prediction_id
+
+
+class LogBackendError(Exception):
+    """The log store could not do it (unreachable, timed out, ...); callers answer 503."""
 
 
 class LogBackend(Protocol):
@@ -221,8 +224,12 @@ def open_backend(database_url: str | None, default_path: Path) -> LogBackend:
         return SqliteBackend(default_path)
     if database_url.startswith("sqlite:///"):
         return SqliteBackend(Path(database_url.removeprefix("sqlite:///")).expanduser())
+    from app.monitoring.postgres import PostgresBackend, is_postgres_url  # imports the driver
+
+    if is_postgres_url(database_url):
+        return PostgresBackend(database_url)
     scheme = database_url.split(":", 1)[0]
     raise ValueError(
-        f"MODELSERVE_DATABASE_URL scheme {scheme!r} is not supported by this build "
-        "(supported: sqlite:///path); see README 'Prediction log'"
+        f"MODELSERVE_DATABASE_URL scheme {scheme!r} is not supported "
+        "(supported: sqlite:///path, postgresql://...); see README 'Prediction log'"
     )
