@@ -138,7 +138,7 @@ def _csv_value(raw: str | None) -> Any:
 
 
 def _read_rows(path: Path, feature_names: list[str]) -> np.ndarray[Any, Any]:
-    from app.api.errors import ApiError
+    from app.errors import ApiError
     from app.schemas import decode_json, parse_instances
 
     try:

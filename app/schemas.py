@@ -16,7 +16,7 @@ import numpy.typing as npt
 import orjson
 from pydantic import BaseModel, Field
 
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.metrics import ErrorReason
 
 Number = int | float

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr
 
 from app.api.deps import ManagerDep
-from app.api.errors import ApiError
+from app.errors import ApiError
 
 
 def _require_token(token: SecretStr) -> Any:

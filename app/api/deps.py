@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.errors import ApiError
 from app.config import Settings
+from app.errors import ApiError
 from app.metrics import ErrorReason
 from app.registry.store import Registry
 from app.serving.manager import ModelManager

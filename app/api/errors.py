@@ -11,27 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.metrics import ErrorReason
-
-
-class ApiError(Exception):
-    """An error the client caused (or may retry); rendered as the JSON error shape."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: ErrorReason | str,
-        message: str,
-        *,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = str(reason)
-        self.message = message
-        self.field = field
-        self.headers = headers or {}
+from app.errors import ApiError
 
 
 def error_response(

@@ -13,9 +13,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import ApiError, error_response
+from app.api.errors import error_response
 from app.api.predict import predict_with
 from app.config import Settings
+from app.errors import ApiError
 
 V1_PREFIX = "/v1/models/"
 V1_SUFFIX = ":predict"

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from app import metrics
 from app.api.deps import get_registry, get_settings, read_body
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.monitoring import predlog
 from app.monitoring.backend import DuplicateFeedbackError, LogBackendError, StoredPrediction
 from app.monitoring.feedback import (

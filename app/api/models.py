@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ManagerDep, RegistryDep
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.manager import ModelManager
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from app import metrics
 from app.api.deps import get_manager, get_settings, read_body
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.metrics import ErrorReason
 from app.monitoring import predlog
 from app.registry.store import ModelNotFoundError

@@ -18,7 +18,6 @@ from starlette.responses import Response
 
 from app import __version__, metrics
 from app.api.deps import get_manager, get_settings, read_body
-from app.api.errors import ApiError
 from app.api.predict import UNKNOWN_MODEL_LABEL, score_rows
 from app.api.v2_tensors import (
     PREDICT,
@@ -27,6 +26,7 @@ from app.api.v2_tensors import (
     output_tensor,
     parse_infer_request,
 )
+from app.errors import ApiError
 from app.logs import request_id_var
 from app.metrics import ErrorReason
 from app.registry.metadata import ModelMetadata

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.api.errors import ApiError
+from app.errors import ApiError
 from app.metrics import ErrorReason
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.api.errors import ApiError
 from app.api.v2_tensors import parse_infer_request
+from app.errors import ApiError
 from app.schemas import decode_json, parse_instances
 
 FEATURES = ["a", "b", "c"]
