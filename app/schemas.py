@@ -124,7 +124,7 @@ def _row(instance: Any, i: int, names: Sequence[str], width: int) -> list[Number
                 raise _invalid(
                     ErrorReason.INVALID_VALUE,
                     f"instances[{i}][{j}]",
-                    f"feature {names[j]!r} must be a number, got {_describe(value)}",
+                    f"feature {names[j]!r} must be a number, got {describe_value(value)}",
                 )
         return instance
     if isinstance(instance, dict):
@@ -149,13 +149,13 @@ def _row(instance: Any, i: int, names: Sequence[str], width: int) -> list[Number
                 raise _invalid(
                     ErrorReason.INVALID_VALUE,
                     f"instances[{i}].{name}",
-                    f"must be a number, got {_describe(value)}",
+                    f"must be a number, got {describe_value(value)}",
                 )
         return row
     raise _invalid(
         ErrorReason.INVALID_REQUEST,
         f"instances[{i}]",
-        f"must be a list of numbers or an object of feature values, got {_describe(instance)}",
+        f"must be a list of numbers or an object of feature values, got {describe_value(instance)}",
     )
 
 
@@ -166,13 +166,16 @@ def _is_number(value: Any) -> bool:
     return kind is int and abs(value) < 2**63
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A short, safe description of a JSON value that is not the number it should be."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
-        return "an integer too large for a float feature"
+        return "an integer out of range"
+    if isinstance(value, float):
+        return "a fractional number"
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
     if isinstance(value, list):

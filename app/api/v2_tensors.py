@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from app.errors import ApiError
 from app.metrics import ErrorReason
+from app.schemas import describe_value
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
@@ -134,27 +135,13 @@ def _check_values(values: list[Any], integers: bool, field: str) -> None:
             want = "an integer" if integers else "a number"
             raise _bad(
                 f"{field}[{k}]",
-                f"must be {want}, got {_describe(value)}",
+                f"must be {want}, got {describe_value(value)}",
                 ErrorReason.INVALID_VALUE,
             )
         if kind is float and not math.isfinite(value):
             raise _bad(
                 f"{field}[{k}]", f"must be a finite number, got {value}", ErrorReason.INVALID_VALUE
             )
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    if isinstance(value, int):
-        return "an integer out of range"
-    if isinstance(value, float):
-        return "a fractional number"
-    return type(value).__name__
 
 
 def _matrix(tensor: _Tensor, width: int) -> npt.NDArray[np.float64]:
