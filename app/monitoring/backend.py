@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,13 +109,30 @@ class SqliteBackend:
             self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.executescript(SCHEMA)
         except sqlite3.Error:
             conn.close()
             raise
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting out other connections doing the same.
+
+        SQLite answers SQLITE_BUSY at once here, without its busy handler, while another
+        connection is switching a fresh file: workers starting together would lose their
+        first batch.
+        """
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
