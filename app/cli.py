@@ -102,7 +102,7 @@ def serve(
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",  # explicit: "auto" silently falls back to asyncio and h11 if absent
-            http="httptools",
+            http="app.protocol:HeaderDeadlineProtocol",  # httptools + a header-read deadline
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=math.ceil(settings.request_timeout_s),

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, gt=0, description="Longest a prediction may take before 504."
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a client may take to send request headers (408 after)."
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="Longest a client may take to send a request body (408 after)."
     )

@@ -16,6 +16,7 @@ from tests.robustness.hostile import MB, connected, rss_bytes, send_streaming, t
 from tests.support import Server
 
 BODY_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 2.0
 pytestmark = pytest.mark.e2e
 
 
@@ -57,7 +58,11 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
 
     tmp = tmp_path_factory.mktemp("hostile")
     registry = copy_registry(tmp / "models")
-    env = {"MODELSERVE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "MODELSERVE_POLL_INTERVAL_S": "0"}
+    env = {
+        "MODELSERVE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "MODELSERVE_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "MODELSERVE_POLL_INTERVAL_S": "0",
+    }
     with Server(registry, workdir=tmp, env=env) as server:
         server.wait_ready()
         meta = json.loads((registry / "breast-cancer" / "1" / "metadata.json").read_text())
@@ -195,18 +200,32 @@ def test_slow_body_is_refused_408_at_the_deadline(
     assert BODY_TIMEOUT_S - 0.5 <= took < BODY_TIMEOUT_S + 10
 
 
-def test_trickled_headers_do_not_stop_other_clients(
+def test_trickled_headers_are_refused_408_at_the_deadline(
     hostile_server: tuple[Server, list[str]], example: list[float]
 ) -> None:
-    """uvicorn has no header-read deadline (documented): the connection stays open, but it
-    costs one socket, not a worker, and every other client keeps being served."""
+    """Headers sent a byte at a time get 408 when MODELSERVE_HEADER_TIMEOUT_S runs out, and
+    every other client keeps being served meanwhile."""
     server, _ = hostile_server
 
     def attack() -> tuple[int, dict[str, Any]]:
         head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
-        status, _, _ = trickle(server.port, head, interval=0.05, limit_s=3)
-        return status, {}
+        status, raw, _ = trickle(server.port, head, interval=0.05, limit_s=HEADER_TIMEOUT_S + 20)
+        return status, _json(status, raw)
 
-    status, _, _, growth = _checked(server, example, attack)
-    assert status == 0  # still waiting for the end of the headers
+    status, error, took, growth = _checked(server, example, attack)
+    assert status == 408 and error["type"] == "header_timeout" and error["field"] == "headers"
+    assert HEADER_TIMEOUT_S - 0.5 <= took < HEADER_TIMEOUT_S + 10
     assert growth < 20 * MB
+
+
+def test_idle_connection_is_closed_at_the_header_deadline(
+    hostile_server: tuple[Server, list[str]],
+) -> None:
+    """A connection that never sends a byte is answered 408 and closed, not held forever."""
+    server, _ = hostile_server
+    with connected(server.port, timeout=HEADER_TIMEOUT_S + 20) as sock:
+        start = time.monotonic()
+        raw = sock.recv(4096)
+        took = time.monotonic() - start
+    assert raw.startswith(b"HTTP/1.1 408")
+    assert HEADER_TIMEOUT_S - 0.5 <= took < HEADER_TIMEOUT_S + 10

@@ -1,0 +1,74 @@
+"""uvicorn's httptools protocol with a deadline for reading request headers (slow-loris).
+
+uvicorn bounds the wait between keep-alive requests and, through the app, the body
+(``MODELSERVE_BODY_TIMEOUT_S``), but not the headers: a client that sends one header byte every
+few seconds would hold its connection forever. This protocol arms a timer when a connection
+opens and when a new request begins, disarms it when the headers are complete, and answers
+``408`` (the project's JSON error shape) and closes the connection if it fires first.
+``modelserve serve`` runs uvicorn with this class as its HTTP protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.config import get_settings
+
+
+def _timeout_response(timeout_s: float) -> bytes:
+    body = orjson.dumps(
+        {
+            "error": {
+                "status": 408,
+                "type": "header_timeout",
+                "field": "headers",
+                "message": f"request headers not received within {timeout_s:g} s",
+            }
+        }
+    )
+    head = (
+        b"HTTP/1.1 408 Request Timeout\r\n"
+        b"content-type: application/json\r\n"
+        b"connection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    return head + body
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        timeout_s = get_settings().header_timeout_s
+        self._deadline = self.loop.call_later(timeout_s, self._expired, timeout_s)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, timeout_s: float) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_timeout_response(timeout_s))
+            self.transport.close()
