@@ -50,7 +50,8 @@ def _server(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env(pod: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _server(pod)["env"]}
+    """The literal env values (entries read from Secrets are left out)."""
+    return {e["name"]: e["value"] for e in _server(pod)["env"] if "value" in e}
 
 
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -141,6 +142,21 @@ def test_probes_ports_and_env_agree_with_the_server(
         assert any(env[writable].startswith(m) for m in mounts), writable
     cpu_limit = float(container["resources"]["limits"]["cpu"])
     assert settings.workers <= cpu_limit
+
+
+def test_replicas_share_a_postgres_log_from_a_required_secret(
+    objects: dict[tuple[str, str], dict[str, Any]], pod: dict[str, Any]
+) -> None:
+    """More than one replica: the log URL comes from a Secret the pod cannot start without."""
+    assert objects[("HorizontalPodAutoscaler", "modelserve")]["spec"]["minReplicas"] > 1
+    (entry,) = [e for e in _server(pod)["env"] if e["name"] == "MODELSERVE_DATABASE_URL"]
+    ref = entry["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"], ref["optional"]) == ("modelserve-database", "url", False)
+    assert "database_url" in Settings.model_fields
+    deploy_docs = (BASE.parent / "README.md").read_text()
+    assert "secret generic modelserve-database --from-literal=url=postgresql://" in deploy_docs
+    index = [e["name"] for e in _server(pod)["env"]].index("MODELSERVE_DATABASE_URL")
+    assert f"/containers/0/env/{index}\n" in deploy_docs  # the one-replica overlay's patch
 
 
 def test_graceful_termination_matches_the_server_grace_period(pod: dict[str, Any]) -> None:
