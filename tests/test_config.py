@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
-from tests.support import Server, free_port
+from tests.support import ROOT, Server, free_port
 
 
 def test_env_vars_configure_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -58,3 +59,14 @@ def test_port_flag_beats_env(registry_path: Path, server_factory: Callable[..., 
     server.wait_ready(timeout=60)
     with pytest.raises(httpx.TransportError):
         httpx.get(env_url + "/health/live", timeout=2)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """A new MODELSERVE_* variable without a README entry is a setting nobody can find."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        name
+        for name in (f"MODELSERVE_{field.upper()}" for field in Settings.model_fields)
+        if not re.search(rf"`{name}`", readme)
+    ]
+    assert missing == []
