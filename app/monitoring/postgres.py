@@ -3,7 +3,7 @@
 Same tables and semantics as ``SqliteBackend``. Two lazily opened connections per process: the
 prediction writer's (``synchronous_commit=off``: a database crash may lose the last few
 batches, never corrupt them, like SQLite's ``synchronous=NORMAL``) and the feedback
-connection (default ``synchronous_commit``: a label is on disk before it is acknowledged). Any
+connection (``synchronous_commit=on``: a label is on disk before it is acknowledged). Any
 driver error closes the connection it happened on; the next call opens a fresh one, so a
 restarted or briefly unreachable database costs the calls made meanwhile, never the process.
 """
@@ -93,8 +93,9 @@ class PostgresBackend:
             # a request (feedback) or the writer thread forever.
             timeout_ms = int(self.statement_timeout_s * 1000)
             conn.execute(f"SET statement_timeout = {timeout_ms}")
-            if role == "writer":
-                conn.execute("SET synchronous_commit = off")
+            # Labels wait for the WAL flush whatever the server's default; predictions do not.
+            sync = "off" if role == "writer" else "on"
+            conn.execute(f"SET synchronous_commit = {sync}")
             if not self._schema_ready:
                 with conn.transaction():
                     conn.execute(SCHEMA[0], (SCHEMA_LOCK_KEY,))
