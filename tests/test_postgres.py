@@ -18,15 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from app.monitoring.backend import (
-    DuplicateFeedbackError,
-    FeedbackRow,
-    LogBackend,
-    LogBackendError,
-    SqliteBackend,
-    open_backend,
-)
+from app.monitoring.backend import open_backend
 from app.monitoring.postgres import PostgresBackend
+from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackend, LogBackendError
+from app.monitoring.sqlite import SqliteBackend
 from tests.monitoring_support import metric_sum
 from tests.pg_support import admin_url, fresh_database
 from tests.support import Server, free_port

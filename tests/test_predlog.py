@@ -15,8 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from app.monitoring.backend import SqliteBackend, open_backend
+from app.monitoring.backend import open_backend
 from app.monitoring.predlog import OP_BUFFER_FULL, OP_PREDICTIONS, PredictionLog
+from app.monitoring.sqlite import SqliteBackend
 from app.serving.batching import BatchResult
 
 

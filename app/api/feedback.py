@@ -18,7 +18,6 @@ from app import metrics
 from app.api.deps import get_registry, get_settings, read_body
 from app.errors import ApiError
 from app.monitoring import predlog
-from app.monitoring.backend import DuplicateFeedbackError, LogBackendError, StoredPrediction
 from app.monitoring.feedback import (
     PREDICTION_ID,
     FeedbackError,
@@ -27,6 +26,7 @@ from app.monitoring.feedback import (
     parse_feedback,
     rows_for,
 )
+from app.monitoring.records import DuplicateFeedbackError, LogBackendError, StoredPrediction
 from app.registry.metadata import Label, ModelMetadata
 from app.registry.store import Registry, RegistryError
 from app.schemas import ErrorResponse, decode_json

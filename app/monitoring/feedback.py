@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from app import metrics
-from app.monitoring.backend import FeedbackRow, StoredPrediction
+from app.monitoring.records import FeedbackRow, StoredPrediction
 from app.registry.metadata import Label, ModelMetadata
 
 # ids score_rows() hands out (uuid4 hex): only these can still be sitting in a write buffer.

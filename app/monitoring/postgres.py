@@ -19,7 +19,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import TupleRow
 
-from app.monitoring.backend import (
+from app.monitoring.records import (
     DuplicateFeedbackError,
     FeedbackRow,
     LogBackendError,

@@ -24,7 +24,8 @@ import orjson
 
 from app import metrics
 from app.config import Settings
-from app.monitoring.backend import LogBackend, PredictionRow, open_backend
+from app.monitoring.backend import open_backend
+from app.monitoring.records import LogBackend, PredictionRow
 
 if TYPE_CHECKING:
     from app.serving.batching import BatchResult, Rows

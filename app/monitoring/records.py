@@ -1,0 +1,60 @@
+"""What the prediction log stores, and the interface every storage backend implements.
+
+Two tables: ``predictions`` (id, time, model, version, inputs as a JSON list in feature order,
+output as JSON ``{"prediction", "probabilities"}``) and ``feedback`` (one row per prediction id;
+its primary key is what makes a second label a conflict, in every worker and replica at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+# (id, time, model, version, inputs JSON, output JSON)
+PredictionRow = tuple[str, float, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: str
+    time: float
+    model: str
+    version: str
+    output: str  # JSON {"prediction": ..., "probabilities": [...] | null}
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    prediction_id: str
+    time: float
+    label: str  # JSON
+    outcome: str | None  # correct | incorrect (classifiers)
+    error: float | None  # absolute error (regressors)
+
+
+class DuplicateFeedbackError(Exception):
+    """A label was already stored for this prediction id."""
+
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(prediction_id)
+        self.prediction_id = prediction_id
+
+
+class LogBackendError(Exception):
+    """The log store could not do it (unreachable, timed out, ...); callers answer 503."""
+
+
+class LogBackend(Protocol):
+    def write_predictions(self, rows: Sequence[PredictionRow]) -> None: ...
+
+    def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]: ...
+
+    def has_feedback(self, ids: Sequence[str]) -> set[str]: ...
+
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
+        """Store all rows durably in one transaction, or none (DuplicateFeedbackError)."""
+
+    def purge(self, before: float) -> int: ...
+
+    def close(self) -> None: ...
