@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,15 @@ def test_rules_dashboard_and_alerts_against_real_prometheus(
         )
         assert class_mix["1"] < 0.1
 
+        # A rate needs an increase between two scrapes of a series: traffic that all falls
+        # inside one scrape interval leaves every rate at 0 and the 5xx ratio (defined only
+        # while there is traffic) absent. Spread a few requests over several scrapes.
+        for _ in range(4):
+            predict(f"{server.url}/predict", data[:1])
+            time.sleep(1.2)
+        prom.wait_for(
+            lambda: prom.query("modelserve:http_requests_5xx:ratio_rate5m"), what="5xx ratio"
+        )
         check_dashboard_queries(prom)
 
         drifting = prom.wait_for(
