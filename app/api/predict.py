@@ -57,7 +57,7 @@ async def predict_with(request: Request, name: str) -> Response:
     settings = get_settings(request)
     manager = get_manager(request)
     try:
-        served = manager.get(name)
+        served = await manager.get_loaded(name, settings.request_timeout_s)
     except ModelNotFoundError as exc:
         # Unknown names share one label value so a client cannot grow the label set.
         raise _counted(

@@ -68,7 +68,7 @@ async def _served(request: Request, name: str, version: str | None) -> ServedMod
     manager = get_manager(request)
     try:
         if version is None:
-            return manager.get(name)
+            return await manager.get_loaded(name, manager.settings.request_timeout_s)
         return await manager.get_version(name, version)
     except ModelNotFoundError as exc:
         label = name if name in manager.states else UNKNOWN_MODEL_LABEL

@@ -57,11 +57,28 @@ class ModelManager:
         self._refresh_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self.started = False
+        self._started_event = asyncio.Event()
         # Versions pinned by /v2/models/{name}/versions/{v} that are not the served one, LRU.
         self._pinned: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
         self._pinned_lock = asyncio.Lock()
 
     # ---- lookups used by the routes --------------------------------------------------
+
+    async def get_loaded(self, name: str, wait_s: float) -> ServedModel:
+        """``get``, but while this process is still starting, wait up to ``wait_s`` for it.
+
+        Workers share one listening socket, so a worker accepts connections while its models
+        are still loading (liveness must answer); its first requests wait for the load instead
+        of failing with 503 while the other workers are ready.
+        """
+        served = self.served.get(name)
+        if served is not None:
+            return served
+        if not self.started:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._started_event.wait()
+        return self.get(name)
 
     def get(self, name: str) -> ServedModel:
         served = self.served.get(name)
@@ -123,6 +140,7 @@ class ModelManager:
     async def start(self) -> None:
         await self.refresh()
         self.started = True
+        self._started_event.set()
         if self.settings.poll_interval_s > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
