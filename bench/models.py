@@ -5,7 +5,6 @@ Also measures the in-process floor: ``predict`` alone, no HTTP, on 1 and 64 rows
 
 from __future__ import annotations
 
-import platform
 import shutil
 import statistics
 import time
@@ -14,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from app.registry.store import Registry
 from app.serving.fastpath import compile_scorer
-from app.training.reference import build_reference, data_fingerprint
+from app.training.train import fitted_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGISTIC = "breast-cancer"
@@ -41,21 +39,8 @@ def build_registry(dst: Path) -> Registry:
     )
     forest = RandomForestClassifier(n_estimators=200, random_state=SEED).fit(X_train, y_train)
     registry = Registry(dst)
-    meta = registry.register(
-        FOREST,
-        forest,
-        {
-            "python_version": platform.python_version(),
-            "sklearn_version": sklearn.__version__,
-            "task": "classification",
-            "features": [{"name": n, "dtype": "float64"} for n in names],
-            "classes": [int(c) for c in forest.classes_],
-            "data_fingerprint": data_fingerprint(X_train, y_train),
-            "example": [float(v) for v in X_test[0]],
-            "reference": build_reference(X_train, y_train, names, classification=True),
-            "params": {"n_estimators": 200, "random_state": SEED},
-        },
-    )
+    fields = fitted_fields(forest, "classification", names, X_train, y_train, X_test[0])
+    meta = registry.register(FOREST, forest, fields)
     registry.set_alias(FOREST, "production", meta.version)
     return registry
 

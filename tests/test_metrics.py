@@ -5,7 +5,6 @@ Metrics are process-global (other tests score too), so every count is asserted a
 
 from __future__ import annotations
 
-import platform
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -14,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sklearn
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LinearRegression
 
 from app.registry.store import Registry
+from app.training.train import fitted_fields
 from tests.promtext import samples, total
 
 MODEL = "breast-cancer"
@@ -45,18 +44,9 @@ def register_regressor(root: Path) -> Registry:
     X = np.asarray(data.data, dtype=np.float64)
     estimator = LinearRegression().fit(X, data.target)
     registry = Registry(root)
-    meta = registry.register(
-        REGRESSOR,
-        estimator,
-        {
-            "python_version": platform.python_version(),
-            "sklearn_version": sklearn.__version__,
-            "task": "regression",
-            "features": [{"name": str(n)} for n in data.feature_names],
-            "data_fingerprint": "test",
-            "example": X[0].tolist(),
-        },
-    )
+    names = [str(n) for n in data.feature_names]
+    fields = fitted_fields(estimator, "regression", names, X, data.target, X[0])
+    meta = registry.register(REGRESSOR, estimator, fields)
     registry.set_alias(REGRESSOR, "production", meta.version)
     return registry
 

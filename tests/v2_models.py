@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
-import sklearn
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from app.registry.store import Registry
-from app.training.reference import build_reference, data_fingerprint
+from app.training.train import fitted_fields
 
 # KServe "sklearn v2" docs: a 2-row FP32 tensor of 4 iris features, nested data.
 KSERVE_REQUEST = {
@@ -40,20 +38,8 @@ def register_iris(root: Path, name: str, columns: list[int], c: float = 1.0) -> 
     names = [str(data.feature_names[i]) for i in columns]
     model = LogisticRegression(C=c, max_iter=1000, random_state=0).fit(X, y)
     registry = Registry(root)
-    meta = registry.register(
-        name,
-        model,
-        {
-            "python_version": platform.python_version(),
-            "sklearn_version": sklearn.__version__,
-            "task": "classification",
-            "features": [{"name": n} for n in names],
-            "classes": [int(k) for k in model.classes_],
-            "metrics": {"accuracy": float(model.score(X, y))},
-            "data_fingerprint": data_fingerprint(X, y),
-            "example": [float(v) for v in X[0]],
-            "reference": build_reference(X, y, names, classification=True),
-        },
-    )
+    fields = fitted_fields(model, "classification", names, X, y, X[0])
+    fields["metrics"] = {"accuracy": float(model.score(X, y))}
+    meta = registry.register(name, model, fields)
     registry.set_alias(name, "production", meta.version)
     return meta.version

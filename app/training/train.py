@@ -11,16 +11,18 @@ import importlib
 import logging
 import platform
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from app.registry.metadata import ModelMetadata
+from app.registry.metadata import ModelMetadata, Task
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.training import data as data_mod
 from app.training.card import model_card
@@ -96,6 +98,37 @@ def estimator_params(estimator: Any) -> dict[str, Any]:
     return {
         name: {k: _plain(v) for k, v in sorted(step.get_params(deep=False).items())}
         for name, step in steps
+    }
+
+
+def fitted_fields(
+    estimator: Any,
+    task: Task,
+    feature_names: Sequence[str],
+    X_train: npt.NDArray[np.float64],
+    y_train: npt.NDArray[Any],
+    example: Sequence[float],
+) -> dict[str, Any]:
+    """The metadata every version carries that follows from a fitted estimator and its data.
+
+    ``run()`` adds the spec, metrics, split sizes and git commit; code that fits a model by
+    other means (benchmarks, tests) registers these fields alone.
+    """
+    classes = None
+    if task == "classification":
+        classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+    return {
+        "python_version": platform.python_version(),
+        "sklearn_version": sklearn.__version__,
+        "task": task,
+        "features": [{"name": n, "dtype": "float64"} for n in feature_names],
+        "classes": classes,
+        "data_fingerprint": data_fingerprint(X_train, y_train),
+        "example": [float(v) for v in example],
+        "reference": build_reference(
+            X_train, y_train, feature_names, classification=task == "classification"
+        ),
+        "params": estimator_params(estimator),
     }
 
 
@@ -188,23 +221,12 @@ def run(
         return Outcome("gate_failed", report, comparison=comparison)
 
     metrics = {**candidate, **_cv_scores(spec, estimator, split)}
-    classes = None
-    if spec.task == "classification":
-        classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
     fields: dict[str, Any] = {
-        "python_version": platform.python_version(),
-        "sklearn_version": sklearn.__version__,
-        "task": spec.task,
-        "features": [{"name": n, "dtype": "float64"} for n in features],
-        "target": spec.data.target,
-        "classes": classes,
-        "metrics": metrics,
-        "data_fingerprint": data_fingerprint(split.X_train, split.y_train),
-        "example": [float(v) for v in split.X_test[0]],
-        "reference": build_reference(
-            split.X_train, split.y_train, features, spec.task == "classification"
+        **fitted_fields(
+            estimator, spec.task, features, split.X_train, split.y_train, split.X_test[0]
         ),
-        "params": estimator_params(estimator),
+        "target": spec.data.target,
+        "metrics": metrics,
         "spec": spec.model_dump(mode="json", by_alias=True),
         "git_commit": git_commit(spec.base_dir),
         "rows": {"train": len(split.train), "test": len(split.test)},

@@ -9,20 +9,18 @@ Server subprocesses import it from ``tests.serving.toy_models`` (run them with
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from app.registry.store import Registry
-from app.training.reference import build_reference, data_fingerprint
+from app.training.train import fitted_fields
 from tests.support import ROOT
 
 POISON = -999.0
@@ -66,20 +64,7 @@ def toy_registry(root: Path, delay_s: float) -> Registry:
     X, y, names = iris()
     model = SlowModel(delay_s).fit(X, y)
     registry = Registry(root)
-    meta = registry.register(
-        TOY,
-        model,
-        {
-            "python_version": platform.python_version(),
-            "sklearn_version": sklearn.__version__,
-            "task": "classification",
-            "features": [{"name": n} for n in names],
-            "classes": [int(k) for k in model.classes_],
-            "data_fingerprint": data_fingerprint(X, y),
-            "example": [float(v) for v in X[0]],
-            "reference": build_reference(X, y, names, classification=True),
-        },
-    )
+    meta = registry.register(TOY, model, fitted_fields(model, "classification", names, X, y, X[0]))
     registry.set_alias(TOY, "production", meta.version)
     return registry
 
