@@ -186,6 +186,14 @@ def test_full_log_disk_keeps_predicting_and_never_acknowledges_unstored_feedback
         logged = [predict() for _ in range(3)]
         assert feedback(logged[0]).status_code == 200  # the log works before the disk fills
 
+        def rows_written() -> bool:
+            with sqlite3.connect(db) as conn:
+                (count,) = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()
+            return int(count) >= len(logged)
+
+        # The writer flushes every 50 ms: fill the disk only once these rows are on it.
+        _wait_for("the logged predictions written", rows_written)
+
         filled = fill(logfs)
         during = [predict() for _ in range(20)]  # predictions never wait on the log
         _wait_for("prediction rows counted as lost", lambda: failures("predictions") >= 20)
