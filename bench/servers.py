@@ -19,7 +19,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import FOREST, LOGISTIC
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -139,12 +139,7 @@ class BenchServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, timeout=30)
 
 
 @dataclass

@@ -35,6 +35,20 @@ def free_port() -> int:
         return port
 
 
+def stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 20.0
+) -> int:
+    """Send ``sig``, wait up to ``timeout`` s, then kill; the exit code (at once if it ended)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)
+
+
 def run_cli(
     *args: str, env: Mapping[str, str] | None = None, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
@@ -100,14 +114,7 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return 0 if self.proc is None else stop_process(self.proc, sig, timeout)
 
     def __enter__(self) -> Server:
         return self.start()

@@ -14,7 +14,7 @@ import httpx
 import yaml
 
 from tests.monitoring.queries import RULE_FILES
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 T = TypeVar("T")
 
@@ -105,13 +105,8 @@ class PrometheusServer:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()
