@@ -1,11 +1,12 @@
 """The prediction log on PostgreSQL: one log shared by every replica of the service.
 
-Same tables and semantics as ``SqliteBackend``. Two lazily opened connections per process: the
-prediction writer's (``synchronous_commit=off``: a database crash may lose the last few
-batches, never corrupt them, like SQLite's ``synchronous=NORMAL``) and the feedback
-connection (``synchronous_commit=on``: a label is on disk before it is acknowledged). Any
-driver error closes the connection it happened on; the next call opens a fresh one, so a
-restarted or briefly unreachable database costs the calls made meanwhile, never the process.
+Same tables (``app/monitoring/schema.py``) and semantics as ``SqliteBackend``. Two lazily
+opened connections per process: the prediction writer's (``synchronous_commit=off``: a
+database crash may lose the last few batches, never corrupt them, like SQLite's
+``synchronous=NORMAL``) and the feedback connection (``synchronous_commit=on``: a label is on
+disk before it is acknowledged). Any driver error closes the connection it happened on; the
+next call opens a fresh one, so a restarted or briefly unreachable database costs the calls
+made meanwhile, never the process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import TupleRow
 
+from app.monitoring import schema
 from app.monitoring.records import (
     DuplicateFeedbackError,
     FeedbackRow,
@@ -27,34 +29,21 @@ from app.monitoring.records import (
     StoredPrediction,
 )
 
-# Any constant works; it only has to be the same in every replica (serializes schema creation).
+# Any constant works; it only has to be the same in every replica. CREATE ... IF NOT EXISTS
+# alone is not safe when replicas start together (both may try to insert the same catalog
+# row); this transaction-scoped lock makes their migrations take turns.
 SCHEMA_LOCK_KEY = 0x6D6F64656C  # "model"
-
-# CREATE ... IF NOT EXISTS alone is not safe when replicas start together (both may try to
-# insert the same catalog row); the transaction-scoped advisory lock makes them take turns.
-SCHEMA = (
-    "SELECT pg_advisory_xact_lock(%s)",
-    """CREATE TABLE IF NOT EXISTS predictions (
-        id TEXT PRIMARY KEY,
-        time DOUBLE PRECISION NOT NULL,
-        model TEXT NOT NULL,
-        version TEXT NOT NULL,
-        inputs TEXT NOT NULL,
-        output TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time)",
-    """CREATE TABLE IF NOT EXISTS feedback (
-        prediction_id TEXT PRIMARY KEY,
-        time DOUBLE PRECISION NOT NULL,
-        label TEXT NOT NULL,
-        outcome TEXT,
-        error DOUBLE PRECISION
-    )""",
-    "CREATE INDEX IF NOT EXISTS feedback_time ON feedback (time)",
-)
 
 T = TypeVar("T")
 Conn = psycopg.Connection[TupleRow]
+
+
+def _runner(conn: Conn) -> schema.Run:
+    def run(statement: str) -> list[TupleRow]:
+        cur = conn.execute(statement)
+        return cur.fetchall() if cur.description else []
+
+    return run
 
 
 def is_postgres_url(url: str) -> bool:
@@ -98,9 +87,8 @@ class PostgresBackend:
             conn.execute(f"SET synchronous_commit = {sync}")
             if not self._schema_ready:
                 with conn.transaction():
-                    conn.execute(SCHEMA[0], (SCHEMA_LOCK_KEY,))
-                    for statement in SCHEMA[1:]:
-                        conn.execute(statement)
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                    schema.migrate(_runner(conn), schema.POSTGRES)
                 self._schema_ready = True
         except BaseException:
             conn.close()

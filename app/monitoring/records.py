@@ -3,6 +3,7 @@
 Two tables: ``predictions`` (id, time, model, version, inputs as a JSON list in feature order,
 output as JSON ``{"prediction", "probabilities"}``) and ``feedback`` (one row per prediction id;
 its primary key is what makes a second label a conflict, in every worker and replica at once).
+Their DDL and its versions are in ``app/monitoring/schema.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ class DuplicateFeedbackError(Exception):
 
 
 class LogBackendError(Exception):
-    """The log store could not do it (unreachable, timed out, ...); callers answer 503."""
+    """The log store could not do it (unreachable, locked, timed out, not a database, at a
+    schema version this code does not know, ...); callers answer 503.
+
+    Every backend raises it, never its driver's own errors, so callers need not import the
+    driver to catch them.
+    """
 
 
 class LogBackend(Protocol):

@@ -2,38 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+from app.monitoring import schema
 from app.monitoring.records import (
     DuplicateFeedbackError,
     FeedbackRow,
+    LogBackendError,
     PredictionRow,
     StoredPrediction,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id TEXT PRIMARY KEY,
-    time REAL NOT NULL,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    output TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
-CREATE TABLE IF NOT EXISTS feedback (
-    prediction_id TEXT PRIMARY KEY,
-    time REAL NOT NULL,
-    label TEXT NOT NULL,
-    outcome TEXT,
-    error REAL
-);
-CREATE INDEX IF NOT EXISTS feedback_time ON feedback (time);
-"""
+T = TypeVar("T")
+SYNCHRONOUS = {"writer": "NORMAL", "reader": "FULL"}
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction; the write lock is taken at BEGIN, so it never fails half-way
+    for want of it (a deferred transaction can be refused the upgrade without waiting)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _runner(conn: sqlite3.Connection) -> schema.Run:
+    return lambda statement: conn.execute(statement).fetchall()
 
 
 class SqliteBackend:
@@ -43,26 +48,25 @@ class SqliteBackend:
     nothing committed, a power cut may lose the last commits) and the feedback connection
     (``synchronous=FULL``: the WAL is fsynced before a label is acknowledged). Both open lazily
     and reopen after an error, so a missing directory or a locked file fails writes, not start-up.
+    Driver errors surface as ``LogBackendError``, as on PostgreSQL.
     """
 
     def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._writer_lock = threading.Lock()
-        self._reader_lock = threading.Lock()
+        self._conns: dict[str, sqlite3.Connection | None] = {"writer": None, "reader": None}
+        self._locks = {"writer": threading.Lock(), "reader": threading.Lock()}
 
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
+    def _connect(self, role: str) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
             self._enable_wal(conn)
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            conn.executescript(SCHEMA)
-        except sqlite3.Error:
+            conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[role]}")
+            self._ensure_schema(conn)
+        except BaseException:
             conn.close()
             raise
         return conn
@@ -84,71 +88,80 @@ class SqliteBackend:
                     raise
                 time.sleep(0.01)
 
-    def _writer_conn(self) -> sqlite3.Connection:
-        if self._writer is None:
-            self._writer = self._connect("NORMAL")
-        return self._writer
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        """Migrate under the write lock, which makes workers starting together take turns.
 
-    def _reader_conn(self) -> sqlite3.Connection:
-        if self._reader is None:
-            self._reader = self._connect("FULL")
-        return self._reader
+        The version is read first without the lock, so reconnecting to an up-to-date log
+        does not queue behind another process's write transaction.
+        """
+        run = _runner(conn)
+        if schema.current_version(run, schema.SQLITE) == schema.LATEST_VERSION:
+            return
+        with _immediate(conn):
+            schema.migrate(run, schema.SQLITE)
 
-    def _drop(self, conn: sqlite3.Connection | None) -> None:
+    def _call(self, role: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the role's connection; a driver error drops it for the next call."""
+        with self._locks[role]:
+            try:
+                conn = self._conns[role]
+                if conn is None:
+                    conn = self._conns[role] = self._connect(role)
+                return work(conn)
+            except (sqlite3.Error, OSError) as exc:
+                self._drop(role)
+                raise LogBackendError(f"SQLite {self.path}: {exc}") from exc
+
+    def _drop(self, role: str) -> None:
+        conn, self._conns[role] = self._conns[role], None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
-        with self._writer_lock:
-            try:
-                conn = self._writer_conn()
-                conn.execute("BEGIN IMMEDIATE")
+        def work(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
                 conn.executemany(
                     "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
-                conn.execute("COMMIT")
-            except sqlite3.Error:
-                self._rollback_and_reset("writer")
-                raise
+
+        self._call("writer", work)
 
     def purge(self, before: float) -> int:
-        with self._writer_lock:
-            try:
-                conn = self._writer_conn()
-                conn.execute("BEGIN IMMEDIATE")
-                deleted = conn.execute("DELETE FROM predictions WHERE time < ?", (before,)).rowcount
+        def work(conn: sqlite3.Connection) -> int:
+            with _immediate(conn):
+                deleted = conn.execute("DELETE FROM predictions WHERE time < ?", (before,))
                 conn.execute("DELETE FROM feedback WHERE time < ?", (before,))
-                conn.execute("COMMIT")
-                return int(deleted)
-            except sqlite3.Error:
-                self._rollback_and_reset("writer")
-                raise
+            return int(deleted.rowcount)
+
+        return self._call("writer", work)
 
     def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]:
-        with self._reader_lock:
-            conn = self._reader_conn()
+        def work(conn: sqlite3.Connection) -> list[tuple[str, float, str, str, str]]:
             marks = ",".join("?" * len(ids))
-            rows = conn.execute(
+            return conn.execute(
                 f"SELECT id, time, model, version, output FROM predictions WHERE id IN ({marks})",  # noqa: S608
                 list(ids),
             ).fetchall()
+
+        rows = self._call("reader", work)
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]:
-        with self._reader_lock:
-            conn = self._reader_conn()
+        def work(conn: sqlite3.Connection) -> list[tuple[str]]:
             marks = ",".join("?" * len(ids))
-            rows = conn.execute(
+            return conn.execute(
                 f"SELECT prediction_id FROM feedback WHERE prediction_id IN ({marks})",  # noqa: S608
                 list(ids),
             ).fetchall()
-        return {r[0] for r in rows}
+
+        return {r[0] for r in self._call("reader", work)}
 
     def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
-        with self._reader_lock:
-            try:
-                conn = self._reader_conn()
-                conn.execute("BEGIN IMMEDIATE")
+        """All rows in one transaction; a label already stored rolls the whole batch back."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
                 for row in rows:
                     try:
                         conn.execute(
@@ -156,31 +169,11 @@ class SqliteBackend:
                             (row.prediction_id, row.time, row.label, row.outcome, row.error),
                         )
                     except sqlite3.IntegrityError:
-                        conn.execute("ROLLBACK")
                         raise DuplicateFeedbackError(row.prediction_id) from None
-                conn.execute("COMMIT")
-            except sqlite3.Error:
-                self._rollback_and_reset("reader")
-                raise
 
-    def _rollback_and_reset(self, which: str) -> None:
-        conn = self._writer if which == "writer" else self._reader
-        if conn is not None:
-            try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._drop(conn)
-        if which == "writer":
-            self._writer = None
-        else:
-            self._reader = None
+        self._call("reader", work)
 
     def close(self) -> None:
-        with self._writer_lock:
-            self._drop(self._writer)
-            self._writer = None
-        with self._reader_lock:
-            self._drop(self._reader)
-            self._reader = None
+        for role, lock in self._locks.items():
+            with lock:
+                self._drop(role)
