@@ -13,9 +13,6 @@ file lock, so readers never see half a version and concurrent CLIs never lose an
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
 import shutil
 import tempfile
@@ -26,42 +23,41 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sklearn
 from filelock import FileLock
 
 from app.registry import artifacts
+from app.registry.aliases import read_doc, record_move, rollback_target, write_doc
 from app.registry.artifacts import ARTIFACT_NAMES, ArtifactFormat
+from app.registry.errors import (
+    ChecksumMismatchError,
+    IncompatibleVersionError,
+    ModelNotFoundError,
+    RegistryError,
+    RegistryNotWritableError,
+    UnsafeArtifactError,
+)
+from app.registry.integrity import check_sklearn_version, sha256_of, verified_bytes
 from app.registry.metadata import ModelMetadata
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "ALIASES_FILE",
+    "LOCK_FILE",
+    "METADATA_FILE",
+    "ChecksumMismatchError",
+    "IncompatibleVersionError",
+    "LoadedArtifact",
+    "ModelNotFoundError",
+    "Registry",
+    "RegistryError",
+    "RegistryNotWritableError",
+    "UnsafeArtifactError",
+    "check_sklearn_version",
+    "sha256_of",
+]
 
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".lock"
-
-
-class RegistryError(Exception):
-    """Base class of every registry failure; the message is meant for humans."""
-
-
-class ModelNotFoundError(RegistryError):
-    pass
-
-
-class ChecksumMismatchError(RegistryError):
-    pass
-
-
-class IncompatibleVersionError(RegistryError):
-    pass
-
-
-class RegistryNotWritableError(RegistryError):
-    """A write failed at the filesystem: read-only, no permission, disk full."""
-
-
-class UnsafeArtifactError(RegistryError):
-    """A skops artifact names types outside the allow-list, or is not a skops file."""
 
 
 @dataclass(frozen=True)
@@ -69,46 +65,6 @@ class LoadedArtifact:
     metadata: ModelMetadata
     estimator: Any
     path: Path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_sklearn_version(recorded: str, installed: str = sklearn.__version__) -> None:
-    """Refuse a different major version of scikit-learn; warn on a different minor one."""
-    rec = recorded.split(".")
-    ins = installed.split(".")
-    if rec[0] != ins[0]:
-        raise IncompatibleVersionError(
-            f"model was trained with scikit-learn {recorded}, installed is {installed}: "
-            "major versions differ, refusing to load"
-        )
-    if rec[:2] != ins[:2]:
-        log.warning(
-            "model trained with scikit-learn %s, installed %s: minor versions differ",
-            recorded,
-            installed,
-        )
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Registry:
@@ -146,13 +102,7 @@ class Registry:
         return ModelMetadata.model_validate_json(path.read_bytes())
 
     def _aliases_doc(self, name: str) -> dict[str, Any]:
-        path = self.model_dir(name) / ALIASES_FILE
-        if not path.is_file():
-            return {"aliases": {}, "history": []}
-        doc: dict[str, Any] = json.loads(path.read_text())
-        doc.setdefault("aliases", {})
-        doc.setdefault("history", [])
-        return doc
+        return read_doc(self.model_dir(name) / ALIASES_FILE)
 
     def aliases(self, name: str) -> dict[str, str]:
         return {k: str(v) for k, v in self._aliases_doc(name)["aliases"].items()}
@@ -172,38 +122,24 @@ class Registry:
             raise ModelNotFoundError(f"model {name!r} has no alias {alias_or_version!r}")
         return aliases[alias_or_version]
 
-    def verify(self, name: str, version: str) -> ModelMetadata:
-        """The metadata of a version whose artifact matches its recorded sha256."""
+    def _verified(self, name: str, version: str) -> tuple[ModelMetadata, Path, bytes]:
         meta = self.metadata(name, version)
         artifact = self.model_dir(name) / version / meta.artifact
-        if not artifact.is_file():
-            raise ChecksumMismatchError(f"{artifact}: artifact file is missing")
-        actual = sha256_of(artifact)
-        if actual != meta.sha256:
-            raise ChecksumMismatchError(
-                f"{artifact}: sha256 {actual} does not match the registry record "
-                f"{meta.sha256}; refusing to load"
-            )
+        return meta, artifact, verified_bytes(artifact, meta.sha256)
+
+    def verify(self, name: str, version: str) -> ModelMetadata:
+        """The metadata of a version whose artifact matches its recorded sha256."""
+        meta, artifact, data = self._verified(name, version)
         if meta.format == "skops":  # promote and verify refuse what the server would refuse
             try:
-                artifacts.skops_trusted_types(artifact.read_bytes(), str(artifact))
+                artifacts.skops_trusted_types(data, str(artifact))
             except artifacts.ArtifactError as exc:
                 raise UnsafeArtifactError(str(exc)) from None
         return meta
 
     def load(self, name: str, version: str) -> LoadedArtifact:
         """Verify, then load. The bytes hashed are the bytes loaded (no swap in between)."""
-        meta = self.metadata(name, version)
-        artifact = self.model_dir(name) / version / meta.artifact
-        if not artifact.is_file():
-            raise ChecksumMismatchError(f"{artifact}: artifact file is missing")
-        data = artifact.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != meta.sha256:
-            raise ChecksumMismatchError(
-                f"{artifact}: sha256 {actual} does not match the registry record "
-                f"{meta.sha256}; refusing to load"
-            )
+        meta, artifact, data = self._verified(name, version)
         check_sklearn_version(meta.sklearn_version)
         try:
             estimator = artifacts.load(data, meta.format, str(artifact))
@@ -284,42 +220,22 @@ class Registry:
     def _set_alias_locked(self, name: str, alias: str, version: str, *, reason: str) -> None:
         self.verify(name, version)
         doc = self._aliases_doc(name)
-        previous = doc["aliases"].get(alias)
-        doc["aliases"][alias] = str(version)
-        doc["history"].append(
-            {
-                "alias": alias,
-                "version": str(version),
-                "previous": previous,
-                "at": datetime.now(UTC).isoformat(),
-                "reason": reason,
-            }
-        )
-        _write_json_atomic(self.root / name / ALIASES_FILE, doc)
+        record_move(doc, alias, version, reason=reason)
+        write_doc(self.root / name / ALIASES_FILE, doc)
 
     def rollback(self, name: str, alias: str = "production") -> tuple[str, str]:
         """Point ``alias`` back at the version it had before the current one.
 
-        Alias history is read as a stack: a promote pushes its version, a rollback pops, so
-        repeated rollbacks walk further back instead of flipping between two versions.
-        Returns ``(from_version, to_version)``.
+        Repeated rollbacks walk further back through the alias history (see
+        ``app.registry.aliases.alias_stack``). Returns ``(from_version, to_version)``.
         """
         with self.lock(name):
-            stack: list[str] = []
-            for entry in self.alias_history(name):
-                if entry.get("alias") != alias:
-                    continue
-                version = str(entry["version"])
-                if entry.get("reason") == "rollback" and len(stack) > 1:
-                    stack.pop()
-                if not stack or stack[-1] != version:
-                    stack.append(version)
             current = self.aliases(name).get(alias)
-            if current is None or len(stack) < 2:
+            target = rollback_target(self.alias_history(name), alias)
+            if current is None or target is None:
                 raise RegistryError(
                     f"model {name!r}: alias {alias!r} has no earlier version to roll back to"
                 )
-            target = stack[-2]
             self._set_alias_locked(name, alias, target, reason="rollback")
             return current, target
 

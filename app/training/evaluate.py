@@ -2,57 +2,31 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn import metrics as skm
 
 from app.registry.metadata import Task
-from app.training.spec import HIGHER_IS_BETTER
+from app.training.metrics import METRICS, HeldOut, for_task, higher_is_better
 
 
 def score(
     estimator: Any, task: Task, X: npt.NDArray[np.float64], y: npt.NDArray[Any]
 ) -> dict[str, float]:
-    """Classifiers: accuracy, precision, recall, f1, roc_auc; regressors: rmse, mae, r2."""
+    """Every metric of the task (``app.training.metrics``) that applies to this estimator."""
     pred = np.asarray(estimator.predict(X))
-    if task == "regression":
-        return {
-            "rmse": float(math.sqrt(skm.mean_squared_error(y, pred))),
-            "mae": float(skm.mean_absolute_error(y, pred)),
-            "r2": float(skm.r2_score(y, pred)),
-        }
-    classes = np.unique(y)
-    binary = len(classes) == 2
-    average = "binary" if binary else "macro"
-    pos_label = classes[-1] if binary else 1
-    out = {
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "precision": float(
-            skm.precision_score(y, pred, average=average, pos_label=pos_label, zero_division=0)
-        ),
-        "recall": float(
-            skm.recall_score(y, pred, average=average, pos_label=pos_label, zero_division=0)
-        ),
-        "f1": float(skm.f1_score(y, pred, average=average, pos_label=pos_label, zero_division=0)),
-    }
-    if hasattr(estimator, "predict_proba"):
-        proba = np.asarray(estimator.predict_proba(X))
-        model_classes = list(estimator.classes_)
-        if binary and len(model_classes) == 2:
-            out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
-        elif set(classes) <= set(model_classes):
-            out["roc_auc"] = float(
-                skm.roc_auc_score(y, proba, multi_class="ovr", labels=model_classes)
-            )
-    return out
+    proba, model_classes = None, ()
+    if task == "classification" and hasattr(estimator, "predict_proba"):
+        proba, model_classes = np.asarray(estimator.predict_proba(X)), tuple(estimator.classes_)
+    held_out = HeldOut(y, pred, np.unique(y), proba, model_classes)
+    values = {m.name: m.compute(held_out) for m in for_task(task)}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def passes(metric: str, value: float, bound: float) -> bool:
-    return value >= bound if HIGHER_IS_BETTER[metric] else value <= bound
+    return value >= bound if METRICS[metric].higher_is_better else value <= bound
 
 
 @dataclass(frozen=True)
@@ -64,7 +38,9 @@ class GateResult:
 
     @property
     def rule(self) -> str:
-        return f"{self.metric} {'>=' if HIGHER_IS_BETTER[self.metric] else '<='} {self.bound}"
+        return (
+            f"{self.metric} {'>=' if METRICS[self.metric].higher_is_better else '<='} {self.bound}"
+        )
 
 
 def gate(scores: dict[str, float], thresholds: dict[str, float]) -> list[GateResult]:
@@ -91,7 +67,7 @@ class Comparison:
         if self.champion is None or self.primary not in self.champion:
             return True
         cand, champ = self.candidate[self.primary], self.champion[self.primary]
-        if HIGHER_IS_BETTER[self.primary]:
+        if METRICS[self.primary].higher_is_better:
             return cand >= champ - self.tolerance
         return cand <= champ + self.tolerance
 
@@ -105,7 +81,7 @@ class Comparison:
                     "candidate": cand,
                     "production": champ,
                     "delta": None if champ is None else cand - champ,
-                    "higher_is_better": HIGHER_IS_BETTER.get(metric, True),
+                    "higher_is_better": higher_is_better(metric),
                 }
             )
         return rows

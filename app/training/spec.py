@@ -15,22 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.registry.artifacts import ArtifactFormat
 from app.registry.metadata import Task
-
-HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "precision": True,
-    "recall": True,
-    "f1": True,
-    "roc_auc": True,
-    "r2": True,
-    "rmse": False,
-    "mae": False,
-}
-DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "classification": {"accuracy": 0.85},
-    "regression": {},
-}
-DEFAULT_PRIMARY = {"classification": "accuracy", "regression": "rmse"}
+from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 
 
 class SpecError(ValueError):
@@ -106,10 +91,8 @@ class TrainSpec(_Strict):
     @model_validator(mode="after")
     def _known_metrics(self) -> TrainSpec:
         for metric in [*self.thresholds, self.primary_metric]:
-            if metric not in HIGHER_IS_BETTER:
-                raise ValueError(
-                    f"unknown metric {metric!r}; known: {', '.join(sorted(HIGHER_IS_BETTER))}"
-                )
+            if metric not in METRICS:
+                raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}")
         return self
 
     @property

@@ -1,7 +1,8 @@
 """The training pipeline: validate data, fit, gate, compare with production, register.
 
-``run()`` never raises for a failing candidate: it returns an outcome whose ``report`` (the
-JSON CI uploads) says what happened; the CLI turns the status into an exit code. Nothing is
+``run()`` never raises for a failing candidate: it returns an ``Outcome`` whose typed fields
+say what happened (the CLI prints them and turns the status into an exit code) and whose
+``report`` is the same as a JSON document (what ``--report`` writes and CI uploads). Nothing is
 registered unless validation and the gate pass.
 """
 
@@ -26,34 +27,31 @@ from app.registry.metadata import ModelMetadata, Task
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.training import data as data_mod
 from app.training.card import model_card
-from app.training.evaluate import Comparison, gate, score
+from app.training.evaluate import Comparison, GateResult, gate, score
+from app.training.metrics import METRICS
 from app.training.reference import build_reference, data_fingerprint
 from app.training.spec import SpecError, StepSpec, TrainSpec
-from app.training.validate import split_schema, table_schema, validate
+from app.training.validate import ValidationReport, split_schema, table_schema, validate
 
 log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 Status = Literal["registered", "validation_failed", "gate_failed"]
-CV_SCORING = {
-    "accuracy": "accuracy",
-    "precision": "precision_macro",
-    "recall": "recall_macro",
-    "f1": "f1_macro",
-    "roc_auc": "roc_auc_ovr",
-    "r2": "r2",
-    "rmse": "neg_root_mean_squared_error",
-    "mae": "neg_mean_absolute_error",
-}
 
 
 @dataclass
 class Outcome:
     status: Status
     report: dict[str, Any] = field(default_factory=dict)
+    """The ``--report`` JSON document; the typed fields below carry the same facts."""
     version: str | None = None
     promoted: bool = False
     comparison: Comparison | None = None
+    validation: ValidationReport = field(default_factory=ValidationReport)
+    gates: list[GateResult] = field(default_factory=list)
+    """Empty when validation failed: nothing was fitted, so nothing was gated."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The candidate's held-out scores (the version's metadata adds the CV scores)."""
 
 
 def _step(step: StepSpec, seed: int) -> Any:
@@ -157,12 +155,13 @@ def _cv_scores(spec: TrainSpec, estimator: Any, split: data_mod.Split) -> dict[s
     splitter = (StratifiedKFold if spec.task == "classification" else KFold)(
         n_splits=folds, shuffle=True, random_state=spec.seed
     )
-    metric = spec.primary_metric
+    metric = METRICS[spec.primary_metric]
     values = cross_val_score(
-        clone(estimator), split.X_train, split.y_train, cv=splitter, scoring=CV_SCORING[metric]
+        clone(estimator), split.X_train, split.y_train, cv=splitter, scoring=metric.cv_scoring
     )
-    values = np.abs(values) if metric in ("rmse", "mae") else values
-    return {f"cv_{metric}_mean": float(values.mean()), f"cv_{metric}_std": float(values.std())}
+    values = np.abs(values) if metric.cv_negated else values
+    name = metric.name
+    return {f"cv_{name}_mean": float(values.mean()), f"cv_{name}_std": float(values.std())}
 
 
 def run(
@@ -187,7 +186,7 @@ def run(
     report["validation"] = checks.as_dict()
     if not checks.ok:
         report["status"] = "validation_failed"
-        return Outcome("validation_failed", report)
+        return Outcome("validation_failed", report, validation=checks)
 
     estimator = build_estimator(spec)
     estimator.fit(split.X_train, split.y_train)
@@ -218,7 +217,14 @@ def run(
     }
     if not all(g.ok for g in gates):
         report["status"] = "gate_failed"
-        return Outcome("gate_failed", report, comparison=comparison)
+        return Outcome(
+            "gate_failed",
+            report,
+            comparison=comparison,
+            validation=checks,
+            gates=gates,
+            metrics=candidate,
+        )
 
     metrics = {**candidate, **_cv_scores(spec, estimator, split)}
     fields: dict[str, Any] = {
@@ -245,4 +251,13 @@ def run(
         registry.set_alias(spec.name, PRODUCTION, meta.version, reason="train --promote-if-better")
         promoted = True
     report.update(status="registered", version=meta.version, promoted=promoted)
-    return Outcome("registered", report, meta.version, promoted, comparison)
+    return Outcome(
+        "registered",
+        report,
+        meta.version,
+        promoted,
+        comparison,
+        validation=checks,
+        gates=gates,
+        metrics=candidate,
+    )

@@ -15,12 +15,8 @@ import joblib
 import pytest
 import sklearn
 
-from app.registry.store import (
-    ChecksumMismatchError,
-    IncompatibleVersionError,
-    Registry,
-    check_sklearn_version,
-)
+from app.registry.integrity import check_sklearn_version
+from app.registry.store import ChecksumMismatchError, IncompatibleVersionError, Registry
 from tests.support import Server
 
 MODEL, VERSION = "breast-cancer", "1"
@@ -95,13 +91,13 @@ def test_sklearn_major_mismatch_refused_minor_warns(
 
     other_minor = f"{major}.{minor + 1}.0"
     _set_recorded_sklearn(registry_path, other_minor)
-    with caplog.at_level(logging.WARNING, logger="app.registry.store"):
+    with caplog.at_level(logging.WARNING, logger="app.registry.integrity"):
         loaded = registry.load(MODEL, VERSION)
     assert loaded.estimator.predict([loaded.metadata.example]).shape == (1,)
     assert any(other_minor in r.getMessage() and "minor" in r.getMessage() for r in caplog.records)
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="app.registry.store"):
+    with caplog.at_level(logging.WARNING, logger="app.registry.integrity"):
         check_sklearn_version(sklearn.__version__)
     assert not caplog.records
 
