@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -106,8 +105,3 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_registry(cls, value: Path) -> Path:
         return value.expanduser().resolve()
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

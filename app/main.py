@@ -1,52 +1,51 @@
-"""Builds the FastAPI application: settings, model manager, routes, metrics, logging."""
+"""Builds the application: every service made once from the settings, then routes and middleware."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
-from app.api import access, health, models, v2
-from app.api import feedback as feedback_api
+from app.api import feedback, health, models, v2
 from app.api.admin import build_router as build_admin_router
+from app.api.cors import install_cors
+from app.api.deps import Services
+from app.api.dispatch import PredictDispatch
 from app.api.errors import install_error_handlers
-from app.api.fastpath import PredictFastPath
 from app.api.openapi_errors import document_not_found
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog
 from app.registry.store import Registry, RegistryError
+from app.server.metrics_port import start_metrics_server
 from app.serving.manager import ModelManager
-
-log = logging.getLogger(__name__)
+from app.serving.scoring import Inference
 
 # Per-route HTTP latency buckets (the instrumentator's default is only 0.1/0.5/1 s, too coarse
 # for the p95 alert and per-route panels of a service answering in about a millisecond).
 HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-# Everything the instrumentator registers in the global registry when an app's middleware is built.
-HTTP_METRICS = (
-    "http_requests_total",
-    "http_request_size_bytes",
-    "http_response_size_bytes",
-    "http_request_duration_highr_seconds",
-    "http_request_duration_seconds",
-    "http_requests_inprogress",
-)
+
+def build_services(settings: Settings) -> Services:
+    registry = Registry(settings.registry)
+    models = ModelManager(registry, settings)
+    prediction_log = predlog.from_settings(settings)
+    sink = prediction_log.submit if prediction_log is not None else None
+    inference = Inference(models, sink, settings.request_timeout_s)
+    return Services(settings, registry, models, inference, prediction_log)
 
 
-def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
+def _predict_doc(services: Services) -> dict[str, Any]:
     """The request example for /docs, read from metadata (no artifact is loaded here)."""
+    settings, registry = services.settings, services.registry
     try:
         version = registry.resolve(settings.model, settings.alias)
         meta = registry.metadata(settings.model, version)
@@ -55,81 +54,67 @@ def _predict_doc(registry: Registry, settings: Settings) -> dict[str, Any]:
         return request_body_doc([], [])
 
 
-def _forget_http_metrics() -> None:
-    """Let a second app in one process (tests build many) count its HTTP requests.
-
-    The instrumentator registers its metrics in the global registry when an app's middleware
-    is built. Finding an earlier app's metrics there, it fails on the in-progress gauge
-    (DuplicateTimeseries) and silently skips http_requests_total and the latency histograms.
-    """
-    for name in HTTP_METRICS:
-        stale = REGISTRY._names_to_collectors.get(name)
-        if stale is not None:
-            REGISTRY.unregister(stale)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    registry = Registry(settings.registry)
-    manager = ModelManager(registry, settings)
-    prediction_log = predlog.from_settings(settings)
+def _lifespan(services: Services) -> Any:
+    settings, plog = services.settings, services.prediction_log
 
     async def load_models() -> None:
-        await manager.start()
+        await services.models.start()
         # Start-up objects never die: keep them out of every later GC pass (p99 tail).
         gc.collect()
         gc.freeze()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Load in the background: /health/live answers at once, /health/ready says 503 until
         # every model is verified, loaded and warmed.
-        if prediction_log is not None:
-            prediction_log.start()
-            predlog.activate(prediction_log)
-        stop_metrics = access.start_metrics_server(settings)
+        if plog is not None:
+            plog.start()
+        stop_metrics = start_metrics_server(settings)
         loading = asyncio.get_running_loop().create_task(load_models())
-        yield
+        # The server's HTTP protocol (app.server.protocol) reads its deadline from this state.
+        yield {"header_timeout_s": settings.header_timeout_s}
         if stop_metrics is not None:
             stop_metrics()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
-        await manager.stop()
-        if prediction_log is not None:  # after the models: their last rows get written too
-            predlog.deactivate(prediction_log)
-            await asyncio.to_thread(prediction_log.stop)
+        await services.models.stop()
+        if plog is not None:  # after the models: their last rows get written too
+            await asyncio.to_thread(plog.stop)
 
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    services = build_services(settings)
     app = FastAPI(
         title="modelserve",
         version=__version__,
         description="Versioned scikit-learn models over HTTP, instrumented for Prometheus.",
-        lifespan=lifespan,
+        lifespan=_lifespan(services),
     )
-    app.state.settings = settings
-    app.state.manager = manager
-    app.state.prediction_log = prediction_log
+    app.state.services = services
     install_error_handlers(app)
-    app.include_router(build_router(_predict_doc(registry, settings)))
+    app.include_router(build_router(_predict_doc(services)))
     app.include_router(models.router)
     app.include_router(health.router)
-    app.include_router(feedback_api.router)
+    app.include_router(feedback.router)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
     app.include_router(v2.router)
     # Inside the Prometheus and request-log middlewares (added after it), outside the router.
-    app.add_middleware(PredictFastPath, settings=settings)
-    _forget_http_metrics()
+    app.add_middleware(PredictDispatch, services=services)
     instrumentator = Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,
         inprogress_labels=True,
         excluded_handlers=["/metrics"],
     ).instrument(app, latency_lowr_buckets=HTTP_LATENCY_BUCKETS)
-    if access.metrics_on_main_port(settings):
+    if settings.metrics_port is None:
         instrumentator.expose(app, include_in_schema=False)
     app.add_middleware(RequestContextMiddleware)
-    access.install_cors(app, settings)
+    install_cors(app, settings.cors_origins)
     document_not_found(app)
     return app

@@ -3,12 +3,10 @@
 With ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported, prometheus_client keeps
 values in per-process files and /metrics sums them across workers; gauges declare how they
 combine (``multiprocess_mode``). Label sets are bounded: model and version come from the
-registry, ``class`` from the model's classes, ``reason`` from ``ErrorReason``.
+registry, ``class`` from the model's classes, ``reason`` from ``app.errors.ErrorReason``.
 """
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -20,21 +18,9 @@ INFERENCE_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
-class ErrorReason(StrEnum):
-    """Why a prediction request failed; the bounded values of the ``reason`` label."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_REQUEST = "invalid_request"
-    INVALID_FEATURES = "invalid_features"
-    INVALID_VALUE = "invalid_value"
-    BATCH_TOO_LARGE = "batch_too_large"
-    BODY_TOO_LARGE = "body_too_large"
-    BODY_TIMEOUT = "body_timeout"
-    UNKNOWN_MODEL = "unknown_model"
-    NOT_READY = "not_ready"
-    OVERLOADED = "overloaded"
-    TIMEOUT = "timeout"
-    MODEL_ERROR = "model_error"
+def _latest_gauge(name: str, documentation: str, labels: list[str]) -> Gauge:
+    """A gauge every worker sets to the same value; /metrics shows it once (live workers)."""
+    return Gauge(name, documentation, labels, multiprocess_mode="livemax")
 
 
 INFERENCE_DURATION = Histogram(
@@ -65,17 +51,15 @@ BATCH_SIZE = Histogram(
     ["model"],
     buckets=BATCH_BUCKETS,
 )
-MODEL_INFO = Gauge(
+MODEL_INFO = _latest_gauge(
     "modelserve_model_info",
     "1 for the version each model is serving now, 0 for versions it served before.",
     ["model", "version", "sha256"],
-    multiprocess_mode="livemax",
 )
-MODEL_LOADED_TIMESTAMP = Gauge(
+MODEL_LOADED_TIMESTAMP = _latest_gauge(
     "modelserve_model_loaded_timestamp_seconds",
     "Unix time the version was loaded and warmed.",
     ["model", "version"],
-    multiprocess_mode="livemax",
 )
 MODEL_RELOAD_FAILURES = Counter(
     "modelserve_model_reload_failures",
@@ -115,17 +99,15 @@ FEATURE_BIN = Counter(
     "Scored input values per feature, by reference quantile bin (index into the version's bins).",
     ["model", "version", "feature", "bin"],
 )
-FEATURE_REFERENCE_RATIO = Gauge(
+FEATURE_REFERENCE_RATIO = _latest_gauge(
     "modelserve_feature_reference_ratio",
     "Share of the training data in each reference bin of each feature (from metadata).",
     ["model", "version", "feature", "bin"],
-    multiprocess_mode="livemax",
 )
-CLASS_REFERENCE_RATIO = Gauge(
+CLASS_REFERENCE_RATIO = _latest_gauge(
     "modelserve_class_reference_ratio",
     "Share of each class in the training target (from metadata).",
     ["model", "version", "class"],
-    multiprocess_mode="livemax",
 )
 LOG_WRITE_FAILURES = Counter(
     "modelserve_log_write_failures",

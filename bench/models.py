@@ -18,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from app.registry.store import Registry
-from app.serving.fastpath import compile_scorer
+from app.serving.onepass import compile_scorer
 from app.training.train import fitted_fields
 
 ROOT = Path(__file__).resolve().parent.parent

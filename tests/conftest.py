@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
 from app.registry.store import Registry
+from tests.app_factory import build_app
 from tests.support import Server, copy_registry
 
 
@@ -33,7 +33,7 @@ def make_client(registry_path: Path) -> Iterator[Callable[..., TestClient]]:
 
     def make(**overrides: Any) -> TestClient:
         settings = Settings(registry=registry_path, poll_interval_s=0, **overrides)
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client = TestClient(build_app(settings), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         deadline = time.monotonic() + 30

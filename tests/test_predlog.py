@@ -18,7 +18,6 @@ from prometheus_client import REGISTRY
 from app.monitoring.backend import open_backend
 from app.monitoring.predlog import OP_BUFFER_FULL, OP_PREDICTIONS, PredictionLog
 from app.monitoring.sqlite import SqliteBackend
-from app.serving.batching import BatchResult
 
 
 def _failures(operation: str) -> float:
@@ -29,8 +28,7 @@ def _failures(operation: str) -> float:
 def _submit(plog: PredictionLog, n: int, prefix: str = "p") -> list[str]:
     ids = [f"{prefix}{i}" for i in range(n)]
     rows = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
-    result = BatchResult(np.arange(n) % 2, np.full((n, 2), 0.5))
-    plog.submit("m", "3", rows, result, ids)
+    plog.submit("m", "3", rows, np.arange(n) % 2, np.full((n, 2), 0.5), ids)
     return ids
 
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import SecretStr
 
 from app.api.deps import ManagerDep
-from app.errors import ApiError
+from app.errors import ErrorReason, RequestError
 
 
 def _require_token(token: SecretStr) -> Any:
@@ -24,15 +24,13 @@ def _require_token(token: SecretStr) -> Any:
         header = request.headers.get("authorization", "")
         scheme, _, supplied = header.partition(" ")
         if scheme.lower() != "bearer" or not supplied.strip():
-            raise ApiError(
-                401,
-                "unauthorized",
+            raise RequestError(
+                ErrorReason.UNAUTHORIZED,
                 "admin routes need 'Authorization: Bearer <MODELSERVE_ADMIN_TOKEN>'",
                 field="Authorization",
-                headers={"WWW-Authenticate": "Bearer"},
             )
         if not hmac.compare_digest(supplied.strip().encode(), expected):
-            raise ApiError(403, "forbidden", "wrong admin token", field="Authorization")
+            raise RequestError(ErrorReason.FORBIDDEN, "wrong admin token", field="Authorization")
 
     return check
 

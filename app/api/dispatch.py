@@ -4,7 +4,7 @@ Routing, dependency solving, the request/response wrapper and the exception midd
 more per request than parsing, scoring and encoding one row together. This pure-ASGI layer
 sits inside the request-id, logging and Prometheus middlewares (so every request is still
 logged and counted under its route template) and answers ``POST /predict`` and
-``POST /v1/models/{name}:predict`` by calling the very same ``predict_with`` the FastAPI routes
+``POST /v1/models/{name}:predict`` with the same ``codecs.v1.handle`` the FastAPI routes
 call; those routes stay registered for OpenAPI and for anything this layer passes on.
 """
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import error_response
-from app.api.predict import predict_with
-from app.config import Settings
-from app.errors import ApiError
+from app.api.codecs import v1
+from app.api.deps import Services
+from app.api.errors import render
+from app.errors import RequestError
 
 V1_PREFIX = "/v1/models/"
 V1_SUFFIX = ":predict"
@@ -35,10 +35,11 @@ def predict_target(method: str, path: str, default_model: str) -> str | None:
     return None
 
 
-class PredictFastPath:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+class PredictDispatch:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
-        self.default_model = settings.model
+        self.services = services
+        self.default_model = services.settings.model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = None
@@ -48,7 +49,7 @@ class PredictFastPath:
             await self.app(scope, receive, send)
             return
         try:
-            response = await predict_with(Request(scope, receive), name)
-        except ApiError as exc:
-            response = error_response(exc.status, exc.reason, exc.message, exc.field, exc.headers)
+            response = await v1.handle(Request(scope, receive), self.services, name)
+        except RequestError as exc:
+            response = render(exc)
         await response(scope, receive, send)

@@ -1,17 +1,67 @@
-"""One JSON error shape for every 4xx/5xx: ``{"error": {"status", "type", "field", "message"}}``."""
+"""HTTP for the error vocabulary: status and headers per ``ErrorReason``, and the JSON shape.
+
+modelserve's own routes answer ``{"error": {"status", "type", "field", "message"}}``; the Open
+Inference Protocol routes answer ``{"error": "<field>: <message>"}`` with the protocol's
+statuses (``app.api.codecs.v2``). This is the only place a reason becomes a status.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import ApiError
+from app.errors import ErrorReason, RequestError
+
+R = ErrorReason
+STATUS: Mapping[ErrorReason, int] = {
+    R.INVALID_JSON: 400,
+    R.INVALID_REQUEST: 422,
+    R.INVALID_FEATURES: 422,
+    R.INVALID_VALUE: 422,
+    R.BATCH_TOO_LARGE: 413,
+    R.BODY_TOO_LARGE: 413,
+    R.BODY_TIMEOUT: 408,
+    R.HEADER_TIMEOUT: 408,
+    R.UNKNOWN_MODEL: 404,
+    R.NOT_READY: 503,
+    R.OVERLOADED: 503,
+    R.TIMEOUT: 504,
+    R.MODEL_ERROR: 422,
+    R.UNKNOWN_PREDICTION: 404,
+    R.DUPLICATE_FEEDBACK: 409,
+    R.INVALID_LABEL: 422,
+    R.LOG_UNAVAILABLE: 503,
+    R.LOG_DISABLED: 503,
+    R.UNAUTHORIZED: 401,
+    R.FORBIDDEN: 403,
+    R.NOT_FOUND: 404,
+    R.METHOD_NOT_ALLOWED: 405,
+    R.HTTP_ERROR: 400,
+}
+RETRY_AFTER_S = "1"
+HEADERS: Mapping[ErrorReason, dict[str, str]] = {
+    R.OVERLOADED: {"Retry-After": RETRY_AFTER_S},
+    R.BODY_TIMEOUT: {"Connection": "close"},  # a slow-loris client loses its connection
+    R.UNAUTHORIZED: {"WWW-Authenticate": "Bearer"},
+}
+
+
+class ErrorBody(BaseModel):
+    status: int
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
 
 
 def error_response(
@@ -19,7 +69,7 @@ def error_response(
     reason: str,
     message: str,
     field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"status": status, "type": reason, "message": message}
     if field is not None:
@@ -28,7 +78,14 @@ def error_response(
         orjson.dumps({"error": body}),
         status_code=status,
         media_type="application/json",
-        headers=headers,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def render(exc: RequestError) -> Response:
+    """A ``RequestError`` as modelserve's JSON error, with its status and headers."""
+    return error_response(
+        STATUS[exc.reason], exc.reason, exc.message, exc.field, HEADERS.get(exc.reason)
     )
 
 
@@ -38,20 +95,18 @@ def _loc_to_field(loc: Sequence[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.reason, exc.message, exc.field, exc.headers)
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> Response:
+        return render(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        return error_response(
-            422, "invalid_request", str(first.get("msg")), _loc_to_field(first.get("loc", ()))
-        )
+        field = _loc_to_field(first.get("loc", ()))
+        return error_response(422, R.INVALID_REQUEST, str(first.get("msg")), field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code, reason, str(exc.detail), headers=getattr(exc, "headers", None)
-        )
+        reason = {404: R.NOT_FOUND, 405: R.METHOD_NOT_ALLOWED}.get(exc.status_code, R.HTTP_ERROR)
+        headers = getattr(exc, "headers", None)
+        return error_response(exc.status_code, reason, str(exc.detail), headers=headers)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ManagerDep, RegistryDep
-from app.errors import ApiError
+from app.errors import ErrorReason, RequestError
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.manager import ModelManager
 
@@ -44,5 +44,5 @@ async def get_model(name: str, registry: RegistryDep, manager: ManagerDep) -> di
             meta = registry.metadata(name, version)
             versions.append(meta.model_dump(mode="json", exclude={"reference"}))
     except ModelNotFoundError as exc:
-        raise ApiError(404, "unknown_model", str(exc), field="name") from None
+        raise RequestError(ErrorReason.UNKNOWN_MODEL, str(exc), field="name") from None
     return {**summary, "alias_history": registry.alias_history(name), "metadata": versions}

@@ -1,36 +1,39 @@
-"""Ground truth for logged predictions: parse labels, judge them, count them.
+"""Ground truth for logged predictions: parse labels, find their predictions, judge, store.
 
-Knows nothing of HTTP: problems are ``FeedbackError`` exceptions naming the item's field,
-which the route renders as the project's JSON errors.
+``submit_feedback()`` is the whole operation over (prediction log, model metadata, items); it
+knows nothing of HTTP: every refusal is a ``RequestError`` naming the item's field, and the
+route maps its reason to a status.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from app import metrics
-from app.monitoring.records import FeedbackRow, StoredPrediction
+from app.errors import ErrorReason, RequestError
+from app.monitoring.predlog import OP_FEEDBACK, PredictionLog
+from app.monitoring.records import (
+    DuplicateFeedbackError,
+    FeedbackRow,
+    LogBackendError,
+    StoredPrediction,
+)
 from app.registry.metadata import Label, ModelMetadata
+from app.registry.store import RegistryError
 
-# ids score_rows() hands out (uuid4 hex): only these can still be sitting in a write buffer.
+log = logging.getLogger(__name__)
+
+# Ids the scoring entry hands out (32 hex digits): only these can still sit in a write buffer.
 PREDICTION_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ID_LENGTH = 128
-
-
-class FeedbackError(Exception):
-    def __init__(self, status: int, reason: str, message: str, field: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -71,30 +74,32 @@ class Judged:
         return out
 
 
+def _error(reason: ErrorReason, message: str, field: str) -> RequestError:
+    return RequestError(reason, message, field=field)
+
+
 def _field(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
 def _parse_one(obj: Any, prefix: str) -> FeedbackItem:
     if not isinstance(obj, dict):
-        raise FeedbackError(422, "invalid_request", "feedback must be an object", prefix or "body")
+        raise _error(ErrorReason.INVALID_REQUEST, "feedback must be an object", prefix or "body")
     pid = obj.get("prediction_id")
     if not isinstance(pid, str) or not pid or len(pid) > MAX_ID_LENGTH:
-        raise FeedbackError(
-            422,
-            "invalid_request",
+        raise _error(
+            ErrorReason.INVALID_REQUEST,
             f"prediction_id must be a non-empty string of at most {MAX_ID_LENGTH} characters",
             _field(prefix, "prediction_id"),
         )
     if "label" not in obj:
-        raise FeedbackError(422, "invalid_request", "label is required", _field(prefix, "label"))
+        raise _error(ErrorReason.INVALID_REQUEST, "label is required", _field(prefix, "label"))
     label = obj["label"]
     if not isinstance(label, int | float | str | bool) or (
         isinstance(label, float) and not math.isfinite(label)
     ):
-        raise FeedbackError(
-            422,
-            "invalid_label",
+        raise _error(
+            ErrorReason.INVALID_LABEL,
             "label must be a finite number, a string or a boolean",
             _field(prefix, "label"),
         )
@@ -105,10 +110,10 @@ def parse_feedback(payload: Any, max_items: int) -> list[FeedbackItem]:
     """``{"prediction_id", "label"}`` or a non-empty list of them; ids unique in the request."""
     if isinstance(payload, list):
         if not payload:
-            raise FeedbackError(422, "invalid_request", "empty feedback list", "body")
+            raise _error(ErrorReason.INVALID_REQUEST, "empty feedback list", "body")
         if len(payload) > max_items:
-            raise FeedbackError(
-                413, "batch_too_large", f"more than {max_items} feedback items", "body"
+            raise _error(
+                ErrorReason.BATCH_TOO_LARGE, f"more than {max_items} feedback items", "body"
             )
         items = [_parse_one(obj, f"[{i}]") for i, obj in enumerate(payload)]
     else:
@@ -116,9 +121,8 @@ def parse_feedback(payload: Any, max_items: int) -> list[FeedbackItem]:
     seen: set[str] = set()
     for item in items:
         if item.prediction_id in seen:
-            raise FeedbackError(
-                409,
-                "duplicate_feedback",
+            raise _error(
+                ErrorReason.DUPLICATE_FEEDBACK,
                 f"prediction {item.prediction_id!r} is labelled twice in this request",
                 _field(item.field, "prediction_id"),
             )
@@ -142,9 +146,8 @@ def judge(item: FeedbackItem, prediction: StoredPrediction, meta: ModelMetadata)
         classes = meta.classes or []
         matched = next((c for c in classes if _same(item.label, c)), None)
         if matched is None:
-            raise FeedbackError(
-                422,
-                "invalid_label",
+            raise _error(
+                ErrorReason.INVALID_LABEL,
                 f"label {item.label!r} is not one of the classes of {meta.name} "
                 f"version {meta.version}: {classes}",
                 field,
@@ -152,8 +155,8 @@ def judge(item: FeedbackItem, prediction: StoredPrediction, meta: ModelMetadata)
         outcome = "correct" if _same(predicted, matched) else "incorrect"
         return Judged(item, prediction, outcome, None)
     if isinstance(item.label, bool) or not isinstance(item.label, int | float):
-        raise FeedbackError(
-            422, "invalid_label", f"{meta.name} is a regressor: label must be a number", field
+        raise _error(
+            ErrorReason.INVALID_LABEL, f"{meta.name} is a regressor: label must be a number", field
         )
     return Judged(item, prediction, None, abs(float(item.label) - float(predicted)))
 
@@ -161,3 +164,72 @@ def judge(item: FeedbackItem, prediction: StoredPrediction, meta: ModelMetadata)
 def rows_for(judged: Sequence[Judged]) -> list[FeedbackRow]:
     now = time.time()
     return [j.row(now) for j in judged]
+
+
+MetadataFn = Callable[[str, str], ModelMetadata]
+
+
+def submit_feedback(
+    plog: PredictionLog, metadata: MetadataFn, items: Sequence[FeedbackItem]
+) -> list[Judged]:
+    """Judge and durably store labels, all or nothing; blocking (run it in a thread).
+
+    Refusals: ``unknown_prediction``, ``duplicate_feedback`` (also when another worker or
+    replica stored a label for the same id first), ``invalid_label``; ``log_unavailable`` when
+    the log or the registry cannot be read or written (counted, logged, nothing stored).
+    """
+    try:
+        found = _find(plog, [item.prediction_id for item in items])
+        for item in items:
+            if item.prediction_id not in found:
+                raise _error(
+                    ErrorReason.UNKNOWN_PREDICTION,
+                    f"no logged prediction has id {item.prediction_id!r}",
+                    _field(item.field, "prediction_id"),
+                )
+        labelled = plog.backend.has_feedback(list(found))
+        judged = []
+        for item in items:
+            _conflict_if(item, item.prediction_id in labelled)
+            stored = found[item.prediction_id]
+            judged.append(judge(item, stored, metadata(stored.model, stored.version)))
+        plog.backend.add_feedback(rows_for(judged))
+    except DuplicateFeedbackError as exc:  # lost a race with another request or worker
+        _conflict_if(next(i for i in items if i.prediction_id == exc.prediction_id), True)
+        raise
+    except (LogBackendError, RegistryError, OSError, ValueError) as exc:
+        metrics.LOG_WRITE_FAILURES.labels(OP_FEEDBACK).inc()
+        log.error("feedback not stored: %s", exc)
+        message = f"the prediction log is unavailable: {exc}"
+        raise RequestError(ErrorReason.LOG_UNAVAILABLE, message) from None
+    for j in judged:
+        j.count()
+    return judged
+
+
+def _find(plog: PredictionLog, ids: list[str]) -> dict[str, StoredPrediction]:
+    """Look the predictions up; wait out write buffers (ours, then other workers') on a miss."""
+    found = plog.backend.get_predictions(ids)
+    if len(found) == len(ids):
+        return found
+    plog.flush(5.0)
+    found = plog.backend.get_predictions(ids)
+    missing = [i for i in ids if i not in found]
+    # Another worker may not have committed yet: poll one more flush interval for our ids.
+    deadline = time.monotonic() + 2 * plog.flush_interval_s + 0.1
+    while missing and all(PREDICTION_ID.match(i) for i in missing):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(plog.flush_interval_s / 3)
+        found.update(plog.backend.get_predictions(missing))
+        missing = [i for i in ids if i not in found]
+    return found
+
+
+def _conflict_if(item: FeedbackItem, conflict: bool) -> None:
+    if conflict:
+        raise _error(
+            ErrorReason.DUPLICATE_FEEDBACK,
+            f"prediction {item.prediction_id!r} already has a label",
+            _field(item.field, "prediction_id"),
+        )

@@ -7,8 +7,8 @@ and then. Nothing here ever raises into a prediction: a full buffer or a failed 
 database, full disk) drops those rows, counts ``modelserve_log_write_failures_total{operation}``
 and logs. What a crash can lose: the rows still in the buffer (at most one flush interval).
 
-``record()`` is what the shared ``score_rows()`` calls; it writes to the log the application
-lifespan activated in this process (one per worker process).
+``create_app`` builds one per worker process and hands it to the scoring entry, which calls
+``submit()`` for every scored request.
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
+import numpy.typing as npt
 import orjson
 
 from app import metrics
 from app.config import Settings
 from app.monitoring.backend import open_backend
 from app.monitoring.records import LogBackend, PredictionRow
-
-if TYPE_CHECKING:
-    from app.serving.batching import BatchResult, Rows
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +42,15 @@ class _Entry:
     time: float
     model: str
     version: str
-    rows: Rows
-    result: BatchResult
+    rows: npt.NDArray[Any]
+    predictions: npt.NDArray[Any]
+    probabilities: npt.NDArray[Any] | None
     ids: Sequence[str]
 
 
 def _serialize(entry: _Entry) -> list[PredictionRow]:
-    predictions = entry.result.predictions.tolist()
-    proba = entry.result.probabilities
+    predictions = entry.predictions.tolist()
+    proba = entry.probabilities
     proba_rows = proba.tolist() if proba is not None else [None] * len(predictions)
     return [
         (
@@ -98,14 +97,21 @@ class PredictionLog:
         self._thread.start()
 
     def submit(
-        self, model: str, version: str, rows: Rows, result: BatchResult, ids: Sequence[str]
+        self,
+        model: str,
+        version: str,
+        rows: npt.NDArray[Any],
+        predictions: npt.NDArray[Any],
+        probabilities: npt.NDArray[Any] | None,
+        ids: Sequence[str],
     ) -> None:
         """Queue rows for writing; never blocks on I/O and never raises."""
         with self._cond:
             if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
                 metrics.LOG_WRITE_FAILURES.labels(OP_BUFFER_FULL).inc(len(ids))
                 return
-            self._buffer.append(_Entry(time.time(), model, version, rows, result, ids))
+            entry = _Entry(time.time(), model, version, rows, predictions, probabilities, ids)
+            self._buffer.append(entry)
             self._buffered_rows += len(ids)
             self._submitted += 1
 
@@ -173,27 +179,6 @@ class PredictionLog:
             return
         if deleted:
             log.info("prediction log: purged %d rows older than retention", deleted)
-
-
-_active: PredictionLog | None = None
-
-
-def activate(prediction_log: PredictionLog | None) -> None:
-    global _active
-    _active = prediction_log
-
-
-def deactivate(prediction_log: PredictionLog) -> None:
-    global _active
-    if _active is prediction_log:
-        _active = None
-
-
-def record(model: str, version: str, rows: Rows, result: BatchResult, ids: Sequence[str]) -> None:
-    """Log scored rows to this process's active prediction log, if any."""
-    target = _active
-    if target is not None:
-        target.submit(model, version, rows, result, ids)
 
 
 def from_settings(settings: Settings) -> PredictionLog | None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger(__name__)
+from app.serving.contract import Rows
 
-Rows = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 
 
 class QueueFullError(Exception):

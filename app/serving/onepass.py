@@ -24,9 +24,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import softmax
 
+from app.serving.contract import Rows
+
 log = logging.getLogger(__name__)
 
-Rows = npt.NDArray[np.float64]
 Scored = tuple[npt.NDArray[np.generic], npt.NDArray[np.float64] | None]
 ScoreFn = Callable[[Rows], Scored]
 ProbaFn = Callable[[Rows], npt.NDArray[np.float64]]
@@ -107,7 +108,7 @@ def _linear_proba(prefix: Any, model: Any) -> ProbaFn | None:
     """StandardScaler steps + LogisticRegression, as the plain arithmetic scikit-learn does.
 
     scikit-learn spends ~0.2 ms per call validating its input; ours is a finite float64
-    matrix already (app.schemas), and the arithmetic itself takes a few microseconds.
+    matrix already (the input contract), and the arithmetic itself takes a few microseconds.
     """
     steps = [] if prefix is None else [s for _, s in prefix.steps]
     if not all(type(s) is StandardScaler for s in steps) or type(model) is not LogisticRegression:

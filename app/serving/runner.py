@@ -13,9 +13,10 @@ from app import metrics
 from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
-from app.serving.batching import BatchResult, MicroBatcher, Rows
+from app.serving.batching import BatchResult, MicroBatcher
+from app.serving.contract import InputContract, Rows
 from app.serving.drift import DriftCounter
-from app.serving.fastpath import compile_scorer
+from app.serving.onepass import compile_scorer
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class ServedModel:
         self.is_classifier = self.metadata.task == "classification"
         self.has_proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
         self._score = compile_scorer(self.estimator, self.has_proba)
-        self._feature_names = self.metadata.feature_names  # built per call by metadata
+        self.contract = InputContract(self.metadata.feature_names)
         self.loaded_at = 0.0
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
@@ -53,7 +54,7 @@ class ServedModel:
 
     @property
     def feature_names(self) -> list[str]:
-        return self._feature_names
+        return self.contract.feature_names
 
     @property
     def queue_depth(self) -> int:

@@ -25,13 +25,13 @@ def test_every_alertmanager_webhook_points_at_a_compose_service() -> None:
     assert hosts, "no webhook receivers configured"
     assert hosts <= set(compose["services"]), f"webhook hosts {hosts} are not compose services"
     sink = compose["services"]["alert-webhook"]
-    assert "app.alertsink" in sink["command"]
+    assert "app.tools.alertsink" in sink["command"]
 
 
 def test_sink_prints_each_notification_and_answers_health_checks() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.alertsink", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "app.tools.alertsink", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.config import Settings
-from app.main import create_app
+from tests.app_factory import build_app
 from tests.support import MODELS, Server, copy_registry
 
 TOKEN = "fuzz-admin-token"
@@ -31,7 +31,7 @@ CHECKS = [
 ]
 # The schema is the app's own, generated from the committed registry (nothing is loaded).
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(registry=MODELS, admin_token=TOKEN, prediction_log_enabled=False)).openapi()
+    build_app(Settings(registry=MODELS, admin_token=TOKEN, prediction_log_enabled=False)).openapi()
 )
 
 

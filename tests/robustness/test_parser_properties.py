@@ -1,4 +1,4 @@
-"""Property tests: any JSON value (or any bytes) gives a matrix or a 4xx ApiError, nothing else."""
+"""Property tests: any JSON value (or bytes) gives a matrix or a 4xx RequestError, nothing else."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.api.v2_tensors import parse_infer_request
-from app.errors import ApiError
-from app.schemas import decode_json, parse_instances
+from app.api.codecs.body import decode_json
+from app.api.codecs.v1 import decode_instances
+from app.api.codecs.v2 import V2_STATUS, decode_infer_request
+from app.api.errors import STATUS
+from app.errors import RequestError
+from app.serving.contract import InputContract
 
 FEATURES = ["a", "b", "c"]
+CONTRACT = InputContract(FEATURES)
 MAX_BATCH = 50
 
 scalars = (
@@ -62,8 +66,9 @@ def _check_matrix(matrix: Any) -> None:
     assert np.isfinite(matrix).all()
 
 
-def _check_error(exc: ApiError) -> None:
-    assert 400 <= exc.status < 500
+def _check_error(exc: RequestError) -> None:
+    assert 400 <= STATUS[exc.reason] < 500
+    assert 400 <= V2_STATUS[exc.reason] < 500
     assert exc.field, "every parser error names a field"
     assert exc.message
 
@@ -72,8 +77,8 @@ def _check_error(exc: ApiError) -> None:
 @given(st.one_of(json_values, near_valid))
 def test_parse_instances_gives_a_matrix_or_a_4xx(payload: Any) -> None:
     try:
-        matrix = parse_instances(payload, FEATURES, MAX_BATCH)
-    except ApiError as exc:
+        matrix = decode_instances(payload, CONTRACT, MAX_BATCH)
+    except RequestError as exc:
         _check_error(exc)
     else:
         _check_matrix(matrix)
@@ -84,8 +89,8 @@ def test_parse_instances_gives_a_matrix_or_a_4xx(payload: Any) -> None:
 def test_decode_json_gives_a_value_or_a_400(body: bytes) -> None:
     try:
         decode_json(body)
-    except ApiError as exc:
-        assert exc.status == 400
+    except RequestError as exc:
+        assert STATUS[exc.reason] == 400
         assert exc.field == "body"
 
 
@@ -102,8 +107,8 @@ def test_decode_json_gives_a_value_or_a_400(body: bytes) -> None:
     ids=["deep", "huge-int", "1e400", "nan", "unicode-name", "not-utf8"],
 )
 def test_hostile_bodies_become_4xx(body: bytes) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_instances(decode_json(body), FEATURES, MAX_BATCH)
+    with pytest.raises(RequestError) as caught:
+        decode_instances(decode_json(body), CONTRACT, MAX_BATCH)
     _check_error(caught.value)
 
 
@@ -111,8 +116,8 @@ def test_hostile_bodies_become_4xx(body: bytes) -> None:
 @given(st.one_of(json_values, near_valid_v2), st.booleans())
 def test_v2_parser_gives_a_matrix_or_a_4xx(payload: Any, has_proba: bool) -> None:
     try:
-        request = parse_infer_request(payload, FEATURES, MAX_BATCH, has_proba)
-    except ApiError as exc:
+        request = decode_infer_request(payload, CONTRACT, MAX_BATCH, has_proba)
+    except RequestError as exc:
         _check_error(exc)
     else:
         _check_matrix(request.rows)
@@ -131,11 +136,11 @@ def test_v2_parser_gives_a_matrix_or_a_4xx(payload: Any, has_proba: bool) -> Non
 def test_valid_rows_round_trip_exactly(values: list[list[float]]) -> None:
     """Both parsers agree with each other and with the numbers sent, through real JSON."""
     body = orjson.dumps({"instances": values})
-    matrix = parse_instances(decode_json(body), FEATURES, MAX_BATCH)
+    matrix = decode_instances(decode_json(body), CONTRACT, MAX_BATCH)
     flat = [v for row in values for v in row]
-    v2 = parse_infer_request(
+    v2 = decode_infer_request(
         {"inputs": [{"name": "x", "shape": [len(values), 3], "datatype": "FP64", "data": flat}]},
-        FEATURES,
+        CONTRACT,
         MAX_BATCH,
         True,
     )

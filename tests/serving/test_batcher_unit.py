@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.serving.batching import BatchResult, MicroBatcher, QueueFullError, Rows
+from app.serving.batching import BatchResult, MicroBatcher, QueueFullError
+from app.serving.contract import Rows
 
 
 class Model:

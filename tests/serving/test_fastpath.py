@@ -18,8 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from app.serving import fastpath
-from app.serving.fastpath import compile_scorer
+from app.serving import onepass
+from app.serving.onepass import compile_scorer
 
 
 def _data(multiclass: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -102,6 +102,6 @@ def test_a_fast_path_that_differs_from_sklearn_is_not_used(monkeypatch: pytest.M
     def off_by_a_little(prefix: Any, final: Any) -> Any:
         return lambda rows: model.predict_proba(rows) + 1e-15
 
-    monkeypatch.setattr(fastpath, "_linear_proba", off_by_a_little)
+    monkeypatch.setattr(onepass, "_linear_proba", off_by_a_little)
     _, proba = compile_scorer(model, with_proba=True)(X[:5])
     np.testing.assert_array_equal(proba, model.predict_proba(X[:5]))

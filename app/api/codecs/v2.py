@@ -1,24 +1,27 @@
-"""Open Inference Protocol v2 tensors: request ``inputs`` to a float64 matrix, and back.
+"""Open Inference Protocol v2 tensors: request ``inputs`` to model input, results to tensors.
 
 A request carries either one tensor of shape ``[N, features]`` (row-major ``data``, flat or
 nested) or one tensor per feature column, named after the feature, of shape ``[N]`` or
-``[N, 1]``. Both become the same float64 matrix the /predict parser produces: values are
-read from JSON as Python numbers, so an ``FP32`` tensor is not rounded to 32 bits.
+``[N, 1]``. The model's ``InputContract`` turns either into the same input /predict produces:
+values are read from JSON as Python numbers, so an ``FP32`` tensor is not rounded to 32 bits.
+Errors answer ``{"error": "<field>: <message>"}`` with the protocol's statuses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
+from starlette.responses import Response
 
-from app.errors import ApiError
-from app.metrics import ErrorReason
-from app.schemas import describe_value
+from app.api.errors import HEADERS, STATUS
+from app.errors import ErrorReason, RequestError, describe_value
+from app.serving.contract import Column, InputContract, Rows
+from app.serving.scoring import InferenceResult
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
@@ -27,26 +30,47 @@ PREDICT_PROBA = "predict_proba"
 PREDICTION_ID = "prediction_id"
 OUTPUT_NAMES = (PREDICT, PREDICT_PROBA, PREDICTION_ID)
 _INT_LIMIT = 2**63
+# The protocol calls a malformed request a 400; modelserve's own routes say 422.
+V2_STATUS = {**STATUS, ErrorReason.INVALID_REQUEST: 400}
+_SELF_EXPLAINED = frozenset({"body", "model"})  # messages that already say what they are about
+
+
+def json_response(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def render(exc: RequestError) -> Response:
+    """A RequestError in the protocol's shape: one string naming the field."""
+    prefixed = exc.field is not None and exc.field not in _SELF_EXPLAINED
+    message = f"{exc.field}: {exc.message}" if prefixed else exc.message
+    response = json_response({"error": message}, V2_STATUS[exc.reason])
+    response.headers.update(HEADERS.get(exc.reason, {}))
+    return response
 
 
 @dataclass(frozen=True)
 class InferRequest:
-    rows: npt.NDArray[np.float64]
+    rows: Rows
     outputs: list[str]
     id: str | None
 
 
-def _bad(field: str, message: str, reason: ErrorReason = ErrorReason.INVALID_REQUEST) -> ApiError:
-    status = 400 if reason in (ErrorReason.INVALID_REQUEST, ErrorReason.INVALID_JSON) else 422
-    return ApiError(status, reason, f"{field}: {message}", field=field)
+def _bad(
+    field: str, message: str, reason: ErrorReason = ErrorReason.INVALID_REQUEST
+) -> RequestError:
+    return RequestError(reason, message, field=field)
 
 
-def parse_infer_request(
-    payload: Any, feature_names: Sequence[str], max_batch: int, has_proba: bool
+def decode_infer_request(
+    payload: Any, contract: InputContract, max_batch: int, has_proba: bool
 ) -> InferRequest:
     """Validate an inference request body; every error names the offending field."""
     if not isinstance(payload, dict):
-        raise _bad("body", "must be a JSON object with 'inputs'")
+        raise _bad("body", "body must be a JSON object with 'inputs'")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad("id", "must be a string")
@@ -55,12 +79,11 @@ def parse_infer_request(
         raise _bad("inputs", "must be a non-empty list of tensors")
     tensors = [_tensor(t, f"inputs[{i}]") for i, t in enumerate(inputs)]
     if len(tensors) == 1 and len(tensors[0].shape) == 2:
-        rows = _matrix(tensors[0], len(feature_names))
+        rows = contract.matrix(tensors[0].values, tensors[0].shape, tensors[0].field)
     else:
-        rows = _columns(tensors, feature_names)
+        rows = contract.columns([_column(t) for t in tensors], "inputs")
     if rows.shape[0] > max_batch:
-        raise ApiError(
-            413,
+        raise RequestError(
             ErrorReason.BATCH_TOO_LARGE,
             f"{rows.shape[0]} rows is over the limit of {max_batch} per request",
             field="inputs",
@@ -106,6 +129,14 @@ def _tensor(raw: Any, field: str) -> _Tensor:
     return _Tensor(field, name, shape, values)
 
 
+def _column(tensor: _Tensor) -> Column:
+    if len(tensor.shape) == 2 and tensor.shape[1] != 1:
+        raise _bad(
+            f"{tensor.field}.shape", f"a feature column is [N] or [N, 1], got {tensor.shape}"
+        )
+    return Column(tensor.field, tensor.name, tensor.values)
+
+
 def _flatten(data: Any, field: str) -> list[Any]:
     """Row-major values of flat or nested ``data`` (nesting is layout only, as in OIP)."""
     if not isinstance(data, list):
@@ -142,50 +173,6 @@ def _check_values(values: list[Any], integers: bool, field: str) -> None:
             raise _bad(
                 f"{field}[{k}]", f"must be a finite number, got {value}", ErrorReason.INVALID_VALUE
             )
-
-
-def _matrix(tensor: _Tensor, width: int) -> npt.NDArray[np.float64]:
-    rows, columns = tensor.shape
-    if columns != width:
-        raise _bad(
-            f"{tensor.field}.shape",
-            f"expected [N, {width}] (the model has {width} features), got {tensor.shape}",
-            ErrorReason.INVALID_FEATURES,
-        )
-    return np.asarray(tensor.values, dtype=np.float64).reshape(rows, columns)
-
-
-def _columns(tensors: list[_Tensor], feature_names: Sequence[str]) -> npt.NDArray[np.float64]:
-    """One tensor per feature, by name, each ``[N]`` or ``[N, 1]``; stacked in feature order."""
-    by_name: dict[str, _Tensor] = {}
-    for tensor in tensors:
-        if tensor.name not in feature_names:
-            raise _bad(
-                f"{tensor.field}.name",
-                f"{tensor.name!r} is not a feature of this model; send one [N, "
-                f"{len(feature_names)}] tensor, or one tensor per feature named after it",
-                ErrorReason.INVALID_FEATURES,
-            )
-        if tensor.name in by_name:
-            raise _bad(f"{tensor.field}.name", f"feature {tensor.name!r} given twice")
-        if len(tensor.shape) == 2 and tensor.shape[1] != 1:
-            raise _bad(
-                f"{tensor.field}.shape", f"a feature column is [N] or [N, 1], got {tensor.shape}"
-            )
-        by_name[tensor.name] = tensor
-    missing = [n for n in feature_names if n not in by_name]
-    if missing:
-        raise _bad(
-            "inputs",
-            f"missing feature(s): {', '.join(missing[:5])}"
-            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
-            ErrorReason.INVALID_FEATURES,
-        )
-    lengths = {t.shape[0] for t in tensors}
-    if len(lengths) != 1:
-        raise _bad("inputs", f"feature columns differ in length: {sorted(lengths)}")
-    columns = [by_name[n].values for n in feature_names]
-    return np.asarray(columns, dtype=np.float64).T.copy()
 
 
 def _outputs(raw: Any, has_proba: bool) -> list[str]:
@@ -229,3 +216,22 @@ def output_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
     flat = array.reshape(-1)
     data = [str(v) for v in flat.tolist()] if datatype == "BYTES" else flat.tolist()
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+
+
+def encode(request: InferRequest, result: InferenceResult, request_id: str) -> dict[str, Any]:
+    arrays: dict[str, npt.NDArray[Any] | None] = {
+        PREDICT: np.asarray(result.predictions),
+        PREDICT_PROBA: None if result.probabilities is None else np.asarray(result.probabilities),
+        PREDICTION_ID: np.asarray(result.prediction_ids),
+    }
+    outputs = []
+    for name in request.outputs:
+        array = arrays[name]
+        if array is not None:
+            outputs.append(output_tensor(name, array))
+    return {
+        "model_name": result.model,
+        "model_version": result.version,
+        "id": request.id if request.id is not None else request_id,
+        "outputs": outputs,
+    }

@@ -6,6 +6,10 @@ few seconds would hold its connection forever. This protocol arms a timer when a
 opens and when a new request begins, disarms it when the headers are complete, and answers
 ``408`` (the project's JSON error shape) and closes the connection if it fires first.
 ``modelserve serve`` runs uvicorn with this class as its HTTP protocol.
+
+The deadline comes from the application's lifespan state (``header_timeout_s``), which uvicorn
+hands every protocol instance as ``app_state``: it is the value of the settings the application
+was built with, not of a process-wide settings cache that ``create_app(settings)`` cannot reach.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import asyncio
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.config import get_settings
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+"""Used until the lifespan has published ``header_timeout_s`` (or if an app never does)."""
 
 
 def _timeout_response(timeout_s: float) -> bytes:
@@ -59,7 +64,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _arm(self) -> None:
-        timeout_s = get_settings().header_timeout_s
+        timeout_s = float(self.app_state.get("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S))
         self._deadline = self.loop.call_later(timeout_s, self._expired, timeout_s)
 
     def _disarm(self) -> None:

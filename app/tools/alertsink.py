@@ -3,7 +3,7 @@
 The compose stack routes alerts here (``alert-webhook:9095``) so a local stack delivers them
 somewhere visible (``docker compose logs alert-webhook``); in production point
 ``alertmanager/alertmanager.yml`` at your pager or chat bridge instead.
-Run: ``python -m app.alertsink --port 9095``.
+Run: ``python -m app.tools.alertsink --port 9095``.
 """
 
 from __future__ import annotations

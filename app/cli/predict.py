@@ -1,0 +1,95 @@
+"""``modelserve predict``: score a CSV or JSON file locally, through the same inference entry
+as the server (input contract, batcher, one-pass scorers), one JSON line per row."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+
+from app.cli.common import RegistryOpt, fail, open_registry
+from app.errors import RequestError
+from app.registry.store import Registry, RegistryError
+
+if TYPE_CHECKING:
+    from app.serving.runner import ServedModel
+    from app.serving.scoring import InferenceResult
+
+NO_TIMEOUT_S = 24 * 3600.0  # a local file is scored whatever its size
+
+
+def _csv_value(raw: str | None) -> Any:
+    """A CSV cell as a float, or as-is so the input contract names the field it rejects."""
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return raw
+
+
+def _read_payload(path: Path, feature_names: list[str]) -> Any:
+    from app.api.codecs.body import decode_json
+
+    if path.suffix == ".csv":
+        with path.open(newline="") as fh:
+            rows = [
+                {k: _csv_value(v) for k, v in row.items() if k in feature_names}
+                for row in csv.DictReader(fh)
+            ]
+        return {"instances": rows}
+    payload = decode_json(path.read_bytes())
+    return {"instances": payload} if isinstance(payload, list) else payload
+
+
+async def _score(registry: Registry, name: str, version: str, path: Path) -> InferenceResult:
+    # Imported here: the other commands should not pay for the serving stack at start-up.
+    from app.api.codecs.v1 import Instances, decode_instances
+    from app.config import Settings
+    from app.serving.manager import ModelManager
+    from app.serving.scoring import Inference
+
+    settings = Settings(
+        registry=registry.root, model=name, poll_interval_s=0, prediction_log_enabled=False
+    )
+    models = ModelManager(registry, settings)
+    inference = Inference(models, sink=None, timeout_s=NO_TIMEOUT_S)
+
+    async def decode(served: ServedModel) -> Instances:
+        payload = _read_payload(path, served.feature_names)
+        return Instances(decode_instances(payload, served.contract, max_batch=sys.maxsize))
+
+    try:
+        _, result = await inference.infer(name, version, decode)
+        return result
+    finally:
+        await models.stop()
+
+
+def predict(
+    name: Annotated[str, typer.Argument(help="Model name in the registry.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="rows.csv|rows.json")
+    ],
+    alias: Annotated[str, typer.Option(help="Alias or version number.")] = "production",
+    registry: RegistryOpt = None,
+) -> None:
+    """Score a CSV (header = feature names) or JSON file locally; JSON lines to stdout."""
+    reg = open_registry(registry)
+    try:
+        version = reg.resolve(name, alias)
+        result = asyncio.run(_score(reg, name, version, input))
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    except RequestError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        raise fail(f"{input}: {where}{exc.message}") from None
+    probabilities = None if result.probabilities is None else result.probabilities.tolist()
+    for i, prediction in enumerate(result.predictions.tolist()):
+        line: dict[str, Any] = {"model": name, "version": version, "prediction": prediction}
+        if probabilities is not None:
+            line["probabilities"] = probabilities[i]
+        sys.stdout.write(orjson.dumps(line).decode() + "\n")

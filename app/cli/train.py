@@ -1,0 +1,95 @@
+"""``modelserve train``: validate data, fit, gate, compare with production, register.
+
+The work is in ``app.training.train``; this module prints its outcome and turns the status
+into an exit code: 0 registered, 1 spec or registry error, 3 data validation failed, 4 gate
+failed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from app.cli.common import RegistryOpt, fail, open_registry
+from app.registry.store import RegistryError
+from app.training.spec import SpecError, load_spec, parse_overrides
+
+if TYPE_CHECKING:
+    from app.training.train import Outcome
+
+EXIT_VALIDATION = 3
+EXIT_GATE = 4
+
+
+def train(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Training spec (YAML/TOML).")],
+    registry: RegistryOpt = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the JSON report here.")
+    ] = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option("--summary", help="Append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+    ] = None,
+    promote_if_better: Annotated[
+        bool,
+        typer.Option(help="Promote to production unless worse than it by more than tolerance."),
+    ] = False,
+    tolerance: Annotated[
+        float | None, typer.Option(min=0, help="Override gate.tolerance of the spec.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a spec field: --set estimator.params.C=0.5"),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", help="Artifact format, joblib or skops (default: the spec's)."),
+    ] = None,
+) -> None:
+    """Validate data, train, gate, compare with production and register a new version."""
+    from app.training.train import run
+
+    try:
+        overrides = parse_overrides(set_ or [])
+        if format_ is not None:
+            overrides["format"] = format_  # validated with the spec: a typo names the field
+        spec = load_spec(spec_path, overrides)
+        outcome = run(
+            spec, open_registry(registry), promote_if_better=promote_if_better, tolerance=tolerance
+        )
+    except (SpecError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(outcome.report, indent=2, default=str) + "\n")
+    text = _summary(spec.name, outcome)
+    typer.echo(text)
+    if summary is not None:
+        with summary.open("a") as fh:
+            fh.write(text + "\n")
+    if outcome.status == "validation_failed":
+        raise fail(
+            "data validation failed (see the table above); nothing registered", EXIT_VALIDATION
+        )
+    if outcome.status == "gate_failed":
+        failed = ", ".join(f"{g.rule} (got {g.value})" for g in outcome.gates if not g.ok)
+        raise fail(f"gate failed: {failed}; nothing registered", EXIT_GATE)
+
+
+def _summary(name: str, outcome: Outcome) -> str:
+    """The markdown printed and appended to ``--summary`` (a CI job summary)."""
+    lines = [f"## modelserve train {name}: {outcome.status}", ""]
+    if outcome.status == "validation_failed":
+        lines += ["Data validation failed:", "", outcome.validation.table()]
+    else:
+        if outcome.comparison is not None:
+            lines += [outcome.comparison.table(), ""]
+        lines += [f"- gate `{g.rule}`: {'pass' if g.ok else 'FAIL'}" for g in outcome.gates]
+        if outcome.version is not None:
+            promoted = "promoted to production" if outcome.promoted else "not promoted"
+            lines.append(f"- registered {name} version {outcome.version}, {promoted}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""Start uvicorn for ``app.main:create_app`` with the project's protocol and shutdown rules."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from app.config import Settings
+
+
+def prepare_multiprocess_dir(workers: int) -> None:
+    """Point prometheus_client at an empty per-run directory when several workers share it."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    elif workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelserve-metrics-")
+
+
+def _stopped_by_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until stopped; SIGTERM ends it with ``SystemExit(0)`` once requests have drained.
+
+    Workers build their own application from the ``MODELSERVE_*`` environment, so whatever
+    must reach them (CLI flags included) has to be in the environment before this is called.
+    A per-run metrics directory (``$TMPDIR/modelserve-*``) is removed afterwards; any other
+    is only emptied at start, since Prometheus would otherwise add up a previous run's files.
+    """
+    prepare_multiprocess_dir(settings.workers)
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop asked
+    # for by the orchestrator is a clean exit (0), not death by signal (-15).
+    signal.signal(signal.SIGTERM, _stopped_by_sigterm)
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",  # explicit: "auto" silently falls back to asyncio and h11 if absent
+            http="app.server.protocol:HeaderDeadlineProtocol",  # httptools + header deadline
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=math.ceil(settings.request_timeout_s),
+        )
+    finally:
+        if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
+            shutil.rmtree(multiproc_dir, ignore_errors=True)

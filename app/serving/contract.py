@@ -1,0 +1,180 @@
+"""A model's input contract: what rows it takes, and how a request's rows become model input.
+
+Codecs decode a protocol's body into one of three neutral shapes and hand it here with the
+path of the part they came from (``instances``, ``inputs[0]``), so every error names the exact
+field in the client's own terms:
+
+- records: rows as lists in feature order or objects keyed by feature name (/predict, /v1);
+- a matrix: row-major values of shape ``(n, features)`` (one OIP v2 tensor);
+- columns: one sequence of values per feature, by name (one OIP v2 tensor per feature).
+
+All three become the same float64 matrix, the input of every model call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.errors import ErrorReason, RequestError, describe_value
+
+Rows = npt.NDArray[np.float64]
+_INT_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class Column:
+    """One feature's values from a column-wise request; ``field`` is where they came from."""
+
+    field: str
+    name: str
+    values: Sequence[Any]
+
+
+def _invalid(reason: ErrorReason, field: str, message: str) -> RequestError:
+    return RequestError(reason, message, field=field)
+
+
+def _is_number(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return True
+    return kind is int and abs(value) < _INT_LIMIT
+
+
+def _some(names: Sequence[str]) -> str:
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(map(str, names[:5])) + more
+
+
+class InputContract:
+    """The features a model version takes, in order (from its metadata)."""
+
+    def __init__(self, feature_names: Sequence[str]) -> None:
+        self.feature_names = list(feature_names)
+        self.width = len(self.feature_names)
+        self._names = frozenset(self.feature_names)
+
+    # ---- records: /predict, /v1, the CLI -------------------------------------------------
+
+    def records(self, instances: Sequence[Any], path: str = "instances") -> Rows:
+        """Rows as lists or named objects; an error names ``path[i][j]`` or ``path[i].name``."""
+        rows = [self._record(instance, i, path) for i, instance in enumerate(instances)]
+        matrix = np.asarray(rows, dtype=np.float64)
+        if not np.isfinite(matrix).all():
+            i, j = (int(k) for k in np.argwhere(~np.isfinite(matrix))[0])
+            where = self._field(path, i, instances[i], j)
+            raise _invalid(
+                ErrorReason.INVALID_VALUE, where, f"must be a finite number, got {matrix[i, j]}"
+            )
+        return matrix
+
+    def _record(self, instance: Any, i: int, path: str) -> list[Any]:
+        if isinstance(instance, list):
+            return self._positional(instance, i, path)
+        if isinstance(instance, dict):
+            return self._named(instance, i, path)
+        raise _invalid(
+            ErrorReason.INVALID_REQUEST,
+            f"{path}[{i}]",
+            "must be a list of numbers or an object of feature values, "
+            f"got {describe_value(instance)}",
+        )
+
+    def _positional(self, instance: list[Any], i: int, path: str) -> list[Any]:
+        if len(instance) != self.width:
+            raise _invalid(
+                ErrorReason.INVALID_FEATURES,
+                f"{path}[{i}]",
+                f"expected {self.width} features, got {len(instance)}",
+            )
+        for j, value in enumerate(instance):
+            if not _is_number(value):
+                raise _invalid(
+                    ErrorReason.INVALID_VALUE,
+                    f"{path}[{i}][{j}]",
+                    f"feature {self.feature_names[j]!r} must be a number, "
+                    f"got {describe_value(value)}",
+                )
+        return instance
+
+    def _named(self, instance: dict[str, Any], i: int, path: str) -> list[Any]:
+        missing = [n for n in self.feature_names if n not in instance]
+        if missing:
+            raise _invalid(
+                ErrorReason.INVALID_FEATURES,
+                f"{path}[{i}].{missing[0]}",
+                f"missing feature(s): {_some(missing)}",
+            )
+        if len(instance) != self.width:
+            unknown = [k for k in instance if k not in self._names]
+            raise _invalid(
+                ErrorReason.INVALID_FEATURES,
+                f"{path}[{i}].{unknown[0]}",
+                f"unknown feature(s): {_some(unknown)}",
+            )
+        row = [instance[n] for n in self.feature_names]
+        for name, value in zip(self.feature_names, row, strict=True):
+            if not _is_number(value):
+                raise _invalid(
+                    ErrorReason.INVALID_VALUE,
+                    f"{path}[{i}].{name}",
+                    f"must be a number, got {describe_value(value)}",
+                )
+        return row
+
+    def _field(self, path: str, i: int, instance: Any, j: int) -> str:
+        if isinstance(instance, dict):
+            return f"{path}[{i}].{self.feature_names[j]}"
+        return f"{path}[{i}][{j}]"
+
+    # ---- tensors: OIP v2 -----------------------------------------------------------------
+
+    def matrix(self, values: Sequence[float | int], shape: Sequence[int], field: str) -> Rows:
+        """Row-major numbers of ``shape`` ``[n, features]``, already checked to be numbers."""
+        rows, columns = shape
+        if columns != self.width:
+            raise _invalid(
+                ErrorReason.INVALID_FEATURES,
+                f"{field}.shape",
+                f"expected [N, {self.width}] (the model has {self.width} "
+                f"features), got {list(shape)}",
+            )
+        return np.asarray(values, dtype=np.float64).reshape(rows, columns)
+
+    def columns(self, columns: Sequence[Column], path: str = "inputs") -> Rows:
+        """One column per feature, by name, stacked in feature order."""
+        by_name: dict[str, Column] = {}
+        for column in columns:
+            if column.name not in self._names:
+                raise _invalid(
+                    ErrorReason.INVALID_FEATURES,
+                    f"{column.field}.name",
+                    f"{column.name!r} is not a feature of this model; send "
+                    f"one [N, {self.width}] tensor, or one tensor per feature named after it",
+                )
+            if column.name in by_name:
+                raise _invalid(
+                    ErrorReason.INVALID_REQUEST,
+                    f"{column.field}.name",
+                    f"feature {column.name!r} given twice",
+                )
+            by_name[column.name] = column
+        missing = [n for n in self.feature_names if n not in by_name]
+        if missing:
+            raise _invalid(
+                ErrorReason.INVALID_FEATURES, path, f"missing feature(s): {_some(missing)}"
+            )
+        lengths = {len(c.values) for c in columns}
+        if len(lengths) != 1:
+            raise _invalid(
+                ErrorReason.INVALID_REQUEST,
+                path,
+                f"feature columns differ in length: {sorted(lengths)}",
+            )
+        stacked = [by_name[n].values for n in self.feature_names]
+        return np.asarray(stacked, dtype=np.float64).T.copy()

@@ -1,0 +1,140 @@
+"""The one way in for every prediction, whatever protocol carried it.
+
+``Inference.infer()`` resolves the model (and a pinned version), lets the codec turn the
+request into model input through the served version's ``InputContract``, scores it through the
+model's batcher under the request timeout, mints one prediction id per row, hands the rows to
+the prediction log and returns a typed result. Every refusal on the way is a ``RequestError``
+counted once in ``modelserve_prediction_errors_total``. Codecs (``app.api.codecs``, the CLI)
+only decode bodies and encode results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from app import metrics
+from app.errors import ErrorReason, RequestError
+from app.registry.store import ModelNotFoundError, RegistryError
+from app.serving.batching import QueueFullError
+from app.serving.contract import Rows
+from app.serving.manager import ModelManager, ModelNotReadyError
+from app.serving.runner import ServedModel
+
+UNKNOWN_MODEL_LABEL = "_unknown"
+
+
+# Where scored rows go (the prediction log's ``submit``): model, version, rows, predictions,
+# probabilities, ids. It must never block or raise.
+PredictionSink = Callable[
+    [str, str, Rows, npt.NDArray[Any], npt.NDArray[Any] | None, Sequence[str]], None
+]
+
+
+class Decoded(Protocol):
+    """What a codec's decoder returns: at least the model input."""
+
+    @property
+    def rows(self) -> Rows: ...
+
+
+D = TypeVar("D", bound=Decoded)
+Decoder = Callable[[ServedModel], Awaitable[D]]
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    model: str
+    version: str
+    predictions: npt.NDArray[np.generic]
+    probabilities: npt.NDArray[np.float64] | None
+    prediction_ids: list[str]
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random 128-bit ids as 32 hex digits (one urandom call; uuid4 costs 4× as much)."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+class Inference:
+    def __init__(self, models: ModelManager, sink: PredictionSink | None, timeout_s: float) -> None:
+        self.models = models
+        self.sink = sink
+        self.timeout_s = timeout_s
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        decode: Decoder[D],
+        trace: MutableMapping[str, Any] | None = None,
+    ) -> tuple[D, InferenceResult]:
+        """Resolve, decode, score, log. ``trace`` receives model, version and instances."""
+        served = await self.resolve(name, version)
+        if trace is not None:
+            trace["model"], trace["version"] = name, served.version
+        try:
+            request = await decode(served)
+        except RequestError as exc:
+            raise self._counted(name, exc) from None
+        if trace is not None:
+            trace["instances"] = len(request.rows)
+        return request, await self.score(served, request.rows)
+
+    async def resolve(self, name: str, version: str | None = None) -> ServedModel:
+        """The served version of ``name``, or the registry version pinned by the caller."""
+        known = name if name in self.models.states else UNKNOWN_MODEL_LABEL
+        try:
+            if version is None:
+                return await self.models.get_loaded(name, self.timeout_s)
+            return await self.models.get_version(name, version)
+        except ModelNotFoundError as exc:
+            # Unknown names share one label value so a client cannot grow the label set.
+            raise self._refused(known, ErrorReason.UNKNOWN_MODEL, str(exc), "model") from None
+        except ModelNotReadyError as exc:
+            raise self._refused(known, ErrorReason.NOT_READY, str(exc), "model") from None
+        except (RegistryError, ValueError, OSError, RuntimeError) as exc:
+            message = f"model {name!r} version {version} cannot be loaded: {exc}"
+            raise self._refused(known, ErrorReason.NOT_READY, message, "model") from None
+
+    async def score(self, served: ServedModel, rows: Rows) -> InferenceResult:
+        """Score validated rows through the model's batcher, then log them under new ids."""
+        try:
+            async with asyncio.timeout(self.timeout_s):  # unlike wait_for, no task per request
+                result = await served.predict(rows)
+        except QueueFullError:
+            metrics.REQUESTS_REJECTED.labels(served.name).inc()
+            message = f"model {served.name!r} is at capacity; retry shortly"
+            raise self._refused(served.name, ErrorReason.OVERLOADED, message) from None
+        except TimeoutError:
+            message = f"prediction took longer than {self.timeout_s} s"
+            raise self._refused(served.name, ErrorReason.TIMEOUT, message) from None
+        except (ValueError, TypeError) as exc:
+            message = f"the model rejected the input: {exc}"
+            raise self._refused(served.name, ErrorReason.MODEL_ERROR, message) from None
+        ids = new_ids(len(rows))
+        if self.sink is not None:
+            self.sink(
+                served.name, served.version, rows, result.predictions, result.probabilities, ids
+            )
+        return InferenceResult(
+            served.name, served.version, result.predictions, result.probabilities, ids
+        )
+
+    @staticmethod
+    def _counted(model: str, exc: RequestError) -> RequestError:
+        metrics.PREDICTION_ERRORS.labels(model, exc.reason).inc()
+        return exc
+
+    @classmethod
+    def _refused(
+        cls, model: str, reason: ErrorReason, message: str, field: str | None = None
+    ) -> RequestError:
+        return cls._counted(model, RequestError(reason, message, field=field))

@@ -1,0 +1,1 @@
+"""Programs that run beside the server, never inside it: demo traffic, the alert receiver."""
