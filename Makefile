@@ -17,9 +17,11 @@ install: $(STAMP)
 serve: install  ## serve the default model on 127.0.0.1:8000
 	$(BIN)/modelserve serve
 
-lint: install
+lint: install  ## ruff, the layer contracts (import-linter) and copied blocks in app/ (pylint)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/pylint --disable=all --enable=duplicate-code app
 
 typecheck: install
 	$(BIN)/mypy
