@@ -21,7 +21,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def request_body_doc(feature_names: list[str], example: list[float]) -> dict[str, Any]:
+def request_body_doc(feature_names: list[str], example: list[Any]) -> dict[str, Any]:
     """OpenAPI request body for the raw-body predict routes, with a real example row."""
     row = example or [0.0] * len(feature_names)
     return {

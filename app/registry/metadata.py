@@ -9,11 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["classification", "regression"]
 Label = int | float | str | bool
+FeatureKind = Literal["number", "integer", "boolean", "string"]
+InputFormat = Literal["array", "frame"]
+Value = float | int | str | bool | None
 
 
 class FeatureSpec(BaseModel):
+    """One input column: what a request may send for it, and how the model receives it."""
+
     name: str
-    dtype: str = "float64"
+    dtype: str = Field("float64", description="pandas dtype of the training column.")
+    kind: FeatureKind = Field("number", description="JSON values accepted for it.")
+    nullable: bool = Field(False, description="null (a missing value) is accepted.")
+    categories: list[str] | None = Field(
+        None, description="string features: the values seen in training (others are unknown)."
+    )
 
 
 class FeatureReference(BaseModel):
@@ -31,8 +41,20 @@ class FeatureReference(BaseModel):
     std: float
 
 
+class CategoryReference(BaseModel):
+    """Training distribution of a string feature: the top categories and the share of each.
+
+    Bin ``i`` is ``categories[i]``; the last bin (``len(categories)``) holds every other value,
+    so there are ``len(categories) + 1`` proportions, like a numeric feature's bins.
+    """
+
+    categories: list[str]
+    proportions: list[float]
+
+
 class Reference(BaseModel):
     features: dict[str, FeatureReference] = Field(default_factory=dict)
+    categorical: dict[str, CategoryReference] = Field(default_factory=dict)
     class_ratio: dict[str, float] = Field(
         default_factory=dict, description="Share of each class label in the training target."
     )
@@ -55,8 +77,13 @@ class ModelMetadata(BaseModel):
     classes: list[Label] | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     data_fingerprint: str
-    example: list[float] = Field(
+    example: list[Value] = Field(
         default_factory=list, description="One training row, used for smoke tests and docs."
+    )
+    input_format: InputFormat = Field(
+        "array",
+        description="What the estimator was fitted on: a float64 array, or a pandas DataFrame "
+        "with the features as columns (estimators that know feature_names_in_).",
     )
     reference: Reference = Field(default_factory=Reference)
     params: dict[str, Any] = Field(default_factory=dict)
