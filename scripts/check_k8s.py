@@ -6,7 +6,7 @@
 * Prometheus Operator kinds have no schema in kubernetes-validate, and their CRDs cannot be
   fetched here; so each ``PrometheusRule``'s ``spec`` goes through ``promtool check rules``
   (the check Prometheus itself applies) and the ServiceMonitor is checked against the
-  Service by tests/test_k8s.py. Any other kind without a schema is an error.
+  Service by tests/deploy/test_k8s.py. Any other kind without a schema is an error.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.robustness.hostile import MB, rss_bytes
-from tests.robustness.load import Load, p99_ms
-from tests.support import Server, copy_registry
+from tests.helpers.hostile import MB, rss_bytes
+from tests.helpers.load import Load, p99_ms
+from tests.helpers.support import Server, copy_registry
 
 TOKEN = secrets.token_urlsafe(16)
 MAX_GROWTH = 0.10

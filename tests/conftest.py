@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.registry.store import Registry
-from tests.app_factory import build_app
-from tests.support import Server, copy_registry
+from tests.helpers.app_factory import build_app
+from tests.helpers.support import Server, copy_registry
 
 
 @pytest.fixture

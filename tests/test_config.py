@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
-from tests.support import ROOT, Server, free_port
+from tests.helpers.support import ROOT, Server, free_port
 
 
 def test_env_vars_configure_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

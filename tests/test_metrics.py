@@ -19,7 +19,7 @@ from sklearn.linear_model import LinearRegression
 
 from app.registry.store import Registry
 from app.training.train import fitted_fields
-from tests.promtext import samples, total
+from tests.helpers.promtext import samples, total
 
 MODEL = "breast-cancer"
 REGRESSOR = "diabetes"

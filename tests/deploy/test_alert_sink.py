@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import httpx
 import yaml
 
-from tests.support import ROOT, free_port
+from tests.helpers.support import ROOT, free_port
 
 
 def test_every_alertmanager_webhook_points_at_a_compose_service() -> None:

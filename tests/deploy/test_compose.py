@@ -16,8 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy.dockerfile import load
-from tests.support import ROOT, copy_registry
+from tests.helpers.dockerfile import load
+from tests.helpers.support import ROOT, copy_registry
 
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from app.registry.store import Registry
-from tests.deploy.dockerfile import Healthcheck, Runtime, duration_seconds, load
-from tests.support import ROOT, copy_registry, free_port
+from tests.helpers.dockerfile import Healthcheck, Runtime, duration_seconds, load
+from tests.helpers.support import ROOT, copy_registry, free_port
 
 # What the official python image sets before our ENV lines apply.
 BASE_IMAGE_ENV = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.dockerfile import DockerfileError, duration_seconds, instructions, runtime
+from tests.helpers.dockerfile import DockerfileError, duration_seconds, instructions, runtime
 
 SAMPLE = """\
 # syntax=docker/dockerfile:1

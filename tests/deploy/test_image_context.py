@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.deploy.dockerfile import stages
-from tests.support import ROOT
+from tests.helpers.dockerfile import stages
+from tests.helpers.support import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import BIN, ROOT, copy_registry
+from tests.helpers.support import BIN, ROOT, copy_registry
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+|[0-9a-f]{40})$")

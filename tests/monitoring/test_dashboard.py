@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.monitoring.queries import (
+from tests.helpers.queries import (
     INSTRUMENTATOR_METRICS,
     PROMETHEUS_SYNTHETIC,
     all_panels,
@@ -20,7 +20,7 @@ from tests.monitoring.queries import (
     rules,
     runbook_anchors,
 )
-from tests.support import ROOT
+from tests.helpers.support import ROOT
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 REQUIRED_ALERTS = {

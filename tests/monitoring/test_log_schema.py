@@ -20,7 +20,7 @@ from app.monitoring import schema
 from app.monitoring.backend import open_backend
 from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackend, LogBackendError
 from app.monitoring.sqlite import SqliteBackend
-from tests.pg_support import admin_url, fresh_database
+from tests.helpers.postgres import admin_url, fresh_database
 
 OLD_SQLITE_DDL = """
 CREATE TABLE IF NOT EXISTS predictions (

@@ -23,11 +23,11 @@ from app.registry.artifacts import UntrustedArtifactError, skops_trusted_types
 from app.registry.store import ChecksumMismatchError, Registry, UnsafeArtifactError
 from app.training.spec import load_spec
 from app.training.train import run
-from tests.lifecycle_support import DEFAULT_SPEC, NAME
-from tests.robustness.skops_payload import MARKER_ENV, Payload
-from tests.support import ROOT, run_cli
+from tests.helpers.lifecycle import DEFAULT_SPEC, NAME
+from tests.helpers.skops_payload import MARKER_ENV, Payload
+from tests.helpers.support import ROOT, run_cli
 
-PAYLOAD_TYPE = "tests.robustness.skops_payload.Payload"
+PAYLOAD_TYPE = "tests.helpers.skops_payload.Payload"
 
 
 def _train(registry_path: Path, fmt: str) -> str:

@@ -17,7 +17,7 @@ import sklearn
 
 from app.registry.integrity import check_sklearn_version
 from app.registry.store import ChecksumMismatchError, IncompatibleVersionError, Registry
-from tests.support import Server
+from tests.helpers.support import Server
 
 MODEL, VERSION = "breast-cancer", "1"
 

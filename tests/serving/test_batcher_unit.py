@@ -23,6 +23,7 @@ class Model:
         self.gate.set()
 
     def __call__(self, rows: Rows) -> BatchResult:
+        assert isinstance(rows, np.ndarray)
         self.gate.wait(30)
         self.calls.append(len(rows))
         if (rows < 0).any():

@@ -1,0 +1,128 @@
+"""Helpers for tests that run the real thing: the CLI, server subprocesses, registry copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MODELS = ROOT / "models"
+BIN = Path(sys.executable).parent
+MODELSERVE = str(BIN / "modelserve")
+
+
+def copy_registry(dst: Path) -> Path:
+    """A private copy of the repo's registry (never mutate the committed one in tests)."""
+    shutil.copytree(MODELS, dst, ignore=shutil.ignore_patterns(".lock", ".tmp-*"))
+    return dst
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 20.0
+) -> int:
+    """Send ``sig``, wait up to ``timeout`` s, then kill; the exit code (at once if it ended)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``modelserve`` console script; never raises on a non-zero exit."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [MODELSERVE, *args], env=full_env, capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+class Server:
+    """``modelserve serve`` as a subprocess on a free loopback port.
+
+    Use as a context manager; ``wait_ready()`` polls /health/ready. Logs go to ``log_path``.
+    """
+
+    def __init__(
+        self,
+        registry: Path,
+        *,
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        command: list[str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "MODELSERVE_REGISTRY": str(registry),
+            "MODELSERVE_HOST": "127.0.0.1",
+            "MODELSERVE_PORT": str(self.port),
+            **(env or {}),
+        }
+        self.command = command or [MODELSERVE, "serve", *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0, path: str = "/health/ready") -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        last: httpx.Response | None = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                last = httpx.get(self.url + path, timeout=2)
+                if last.status_code == 200:
+                    return last
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"not ready after {timeout}s (last: {last}):\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        return 0 if self.proc is None else stop_process(self.proc, sig, timeout)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

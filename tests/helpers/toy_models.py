@@ -1,0 +1,79 @@
+"""A real, picklable scikit-learn model that is deliberately slow and can be made to fail.
+
+``SlowModel`` wraps a fitted logistic regression on iris; every call sleeps ``delay_s`` (the
+sleep releases the GIL like a native model would) and any row whose first value is ``POISON``
+makes the whole call raise, as a model rejecting one bad row of a merged batch would.
+Server subprocesses import it from ``tests.helpers.toy_models`` (run them with
+``PYTHONPATH`` = the repository root).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from app.registry.store import Registry
+from app.training.train import fitted_fields
+from tests.helpers.support import ROOT
+
+POISON = -999.0
+TOY = "toy"
+
+
+class SlowModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
+    def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> SlowModel:
+        self.inner_ = LogisticRegression(max_iter=1000, random_state=0).fit(X, y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def _check(self, X: npt.NDArray[np.float64]) -> None:
+        time.sleep(self.delay_s)
+        if np.any(np.asarray(X)[:, 0] == POISON):
+            raise ValueError("poisoned row")
+
+    def predict(self, X: npt.NDArray[np.float64]) -> Any:
+        self._check(X)
+        return self.inner_.predict(X)
+
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> Any:
+        self._check(X)
+        return self.inner_.predict_proba(X)
+
+
+def iris() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], list[str]]:
+    data = load_iris()
+    return (
+        np.asarray(data.data, dtype=np.float64),
+        np.asarray(data.target),
+        [str(n) for n in data.feature_names],
+    )
+
+
+def toy_registry(root: Path, delay_s: float) -> Registry:
+    """A registry holding only ``toy`` (a SlowModel), version 1 at alias production."""
+    X, y, names = iris()
+    model = SlowModel(delay_s).fit(X, y)
+    registry = Registry(root)
+    meta = registry.register(TOY, model, fitted_fields(model, "classification", names, X, y, X[0]))
+    registry.set_alias(TOY, "production", meta.version)
+    return registry
+
+
+def toy_env(**settings: str) -> dict[str, str]:
+    """Server environment serving ``toy`` by default, with the test modules importable."""
+    return {
+        "PYTHONPATH": str(ROOT),
+        "MODELSERVE_MODEL": TOY,
+        "MODELSERVE_POLL_INTERVAL_S": "0",
+        **{f"MODELSERVE_{k.upper()}": v for k, v in settings.items()},
+    }
