@@ -26,7 +26,8 @@ class ErrorReason(StrEnum):
     NOT_READY = "not_ready"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
-    MODEL_ERROR = "model_error"
+    REJECTED_BY_MODEL = "rejected_by_model"  # the model raised on this input only
+    MODEL_ERROR = "model_error"  # the model fails even on its own example
     # feedback
     UNKNOWN_PREDICTION = "unknown_prediction"
     DUPLICATE_FEEDBACK = "duplicate_feedback"

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
-from app.api import feedback, health, models, v2
+from app.api import feedback, health, invocations, models, v2
 from app.api.admin import build_router as build_admin_router
 from app.api.cors import install_cors
 from app.api.deps import Services
@@ -26,7 +26,7 @@ from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog
 from app.registry.store import Registry, RegistryError
 from app.server.metrics_port import start_metrics_server
-from app.serving.manager import ModelManager
+from app.serving.manager import ModelManager, choose_default_model
 from app.serving.scoring import Inference
 
 # Per-route HTTP latency buckets (the instrumentator's default is only 0.1/0.5/1 s, too coarse
@@ -36,6 +36,7 @@ HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 def build_services(settings: Settings) -> Services:
     registry = Registry(settings.registry)
+    settings = settings.model_copy(update={"model": choose_default_model(settings, registry)})
     models = ModelManager(registry, settings)
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
     services = build_services(settings)
+    settings = services.settings  # with the default model chosen
     app = FastAPI(
         title="modelserve",
         version=__version__,
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
     app.include_router(v2.router)
+    app.include_router(invocations.router)
     # Inside the Prometheus and request-log middlewares (added after it), outside the router.
     app.add_middleware(PredictDispatch, services=services)
     instrumentator = Instrumentator(

@@ -104,6 +104,12 @@ FEATURE_REFERENCE_RATIO = _latest_gauge(
     "Share of the training data in each reference bin of each feature (from metadata).",
     ["model", "version", "feature", "bin"],
 )
+UNKNOWN_CATEGORIES = Counter(
+    "modelserve_unknown_categories",
+    "Scored values of a string feature that training never saw (not in the feature's "
+    "categories in metadata; missing values are not counted).",
+    ["model", "feature"],  # feature: from the version's metadata, never from a request
+)
 CLASS_REFERENCE_RATIO = _latest_gauge(
     "modelserve_class_reference_ratio",
     "Share of each class in the training target (from metadata).",

@@ -1,9 +1,12 @@
 """Side-by-side benchmark: modelserve (1 process, --workers 2) against the textbook baseline.
 
-One command (``make bench``) trains a RandomForest(200) into a temporary registry copy next
+One command (``make bench``) trains a RandomForest(200) and a mixed-type pipeline
+(OneHotEncoder + HistGradientBoosting on a DataFrame) into a temporary registry copy next
 to the default logistic model, starts every server itself on loopback, warms up, runs wrk at
-c=1, 16 and 64 for both models, runs the overload check (c=512 on the forest) and prints a
-markdown table. ``--markdown PATH`` also writes it to a file.
+c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest) and prints
+a markdown table. ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma
+list of logistic, forest, mixed) benches only some models, without the overload check unless
+the forest is among them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.models import (
     FOREST,
     LOGISTIC,
+    MIXED,
     build_registry,
+    example_records,
     example_rows,
     predict_floor_ms,
     scorer_floor_ms,
@@ -32,11 +38,19 @@ from bench.servers import (
     WrkResult,
     overload_check,
     write_body,
+    write_records_body,
     wrk,
 )
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
+MODELS = (LOGISTIC, FOREST, MIXED)  # table order: the numeric rows first, as in earlier tables
+SHORT = {"logistic": LOGISTIC, "forest": FOREST, "mixed": MIXED}
+KINDS = {
+    LOGISTIC: "LogisticRegression",
+    FOREST: "RandomForest(200)",
+    MIXED: "Mixed (OHE+HGB, 8 cols)",
+}
 
 
 def _cell(r: WrkResult | None) -> str:
@@ -50,48 +64,75 @@ def _ratio(a: WrkResult | None, b: WrkResult | None) -> str:
 
 
 def _kind(model: str) -> str:
-    return "LogisticRegression" if model == LOGISTIC else "RandomForest(200)"
+    return KINDS[model]
 
 
 def _targets(
     results: dict[tuple[str, str, int], WrkResult],
     floors: dict[tuple[str, int], float],
-    overload: OverloadResult,
+    overload: OverloadResult | None,
+    models: Sequence[str],
 ) -> list[str]:
     def get(server: str, model: str, c: int) -> WrkResult:
         return results[(server, model, c)]
 
-    f64, f64_base = get("modelserve", FOREST, 64), get("baseline", FOREST, 64)
-    f1 = get("modelserve", FOREST, 1)
-    l64, l64_base = get("modelserve", LOGISTIC, 64), get("baseline", LOGISTIC, 64)
-    l1, l1_base = get("modelserve", LOGISTIC, 1), get("baseline", LOGISTIC, 1)
-    checks = [
-        (
-            f"RandomForest c=64: {f64.rps:,.0f} req/s ≥ 1,200 and ≥ 30× baseline "
-            f"({f64.rps / f64_base.rps:.1f}×), p99 {f64.p99_ms:.1f} ms ≤ 150",
-            f64.rps >= 1200 and f64.rps >= 30 * f64_base.rps and f64.p99_ms <= 150,
-        ),
-        (
-            f"RandomForest c=1: p50 {f1.p50_ms:.2f} ms ≤ 1.15 × sklearn predict "
-            f"({1.15 * floors[(FOREST, 1)]:.2f} ms)",
-            f1.p50_ms <= 1.15 * floors[(FOREST, 1)],
-        ),
-        (
-            f"LogisticRegression c=64: {l64.rps / l64_base.rps:.1f}× baseline ≥ 1.3×, "
-            f"p99 {l64.p99_ms:.1f} ms ≤ 60",
-            l64.rps >= 1.3 * l64_base.rps and l64.p99_ms <= 60,
-        ),
-        (
-            f"LogisticRegression c=1: p50 {l1.p50_ms:.2f} ms ≤ baseline {l1_base.p50_ms:.2f} ms",
-            l1.p50_ms <= l1_base.p50_ms,
-        ),
-        (
-            "Overload c=512: slowest request under the timeout, zero socket errors, "
-            "/health/live answered every probe",
-            overload.ok,
-        ),
-    ]
+    checks: list[tuple[str, bool]] = []
+    if FOREST in models:
+        f64, f64_base = get("modelserve", FOREST, 64), get("baseline", FOREST, 64)
+        f1 = get("modelserve", FOREST, 1)
+        checks += [
+            (
+                f"RandomForest c=64: {f64.rps:,.0f} req/s ≥ 1,200 and ≥ 30× baseline "
+                f"({f64.rps / f64_base.rps:.1f}×), p99 {f64.p99_ms:.1f} ms ≤ 150",
+                f64.rps >= 1200 and f64.rps >= 30 * f64_base.rps and f64.p99_ms <= 150,
+            ),
+            (
+                f"RandomForest c=1: p50 {f1.p50_ms:.2f} ms ≤ 1.15 × sklearn predict "
+                f"({1.15 * floors[(FOREST, 1)]:.2f} ms)",
+                f1.p50_ms <= 1.15 * floors[(FOREST, 1)],
+            ),
+        ]
+    if LOGISTIC in models:
+        l64, l64_base = get("modelserve", LOGISTIC, 64), get("baseline", LOGISTIC, 64)
+        l1, l1_base = get("modelserve", LOGISTIC, 1), get("baseline", LOGISTIC, 1)
+        checks += [
+            (
+                f"LogisticRegression c=64: {l64.rps / l64_base.rps:.1f}× baseline ≥ 1.3×, "
+                f"p99 {l64.p99_ms:.1f} ms ≤ 60",
+                l64.rps >= 1.3 * l64_base.rps and l64.p99_ms <= 60,
+            ),
+            (
+                f"LogisticRegression c=1: p50 {l1.p50_ms:.2f} ms ≤ baseline "
+                f"{l1_base.p50_ms:.2f} ms",
+                l1.p50_ms <= l1_base.p50_ms,
+            ),
+        ]
+    if MIXED in models:
+        m64, m64_base = get("modelserve", MIXED, 64), get("baseline", MIXED, 64)
+        checks.append(
+            (
+                f"Mixed c=64: {m64.rps:,.0f} req/s ≥ 5× baseline ({m64_base.rps:,.0f} req/s: "
+                f"{_ratio(m64, m64_base)}), p99 {m64.p99_ms:.1f} ms ≤ 100",
+                m64.rps >= 5 * m64_base.rps and m64.p99_ms <= 100,
+            )
+        )
+    if overload is not None:
+        checks.append(
+            (
+                "Overload c=512: slowest request under the timeout, zero socket errors, "
+                "/health/live answered every probe",
+                overload.ok,
+            )
+        )
     return [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in checks]
+
+
+def _models(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in SHORT]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SHORT)}; got {value!r}")
+    return [m for m in MODELS if m in {SHORT[n] for n in names}]
 
 
 def _machine() -> str:
@@ -115,37 +156,48 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--models",
+        type=_models,
+        default=list(MODELS),
+        help="comma list of logistic, forest, mixed (default: all three)",
+    )
     args = parser.parse_args()
+    models: list[str] = args.models
 
     load_before = _load()
     work = Path(tempfile.mkdtemp(prefix="modelserve-bench-"))
     print(f"registry and logs in {work}; load average {load_before}", file=sys.stderr)
     registry = build_registry(work / "models")
     floors = {
-        (name, rows): predict_floor_ms(registry, name, rows)
-        for name in (LOGISTIC, FOREST)
-        for rows in (1, 64)
+        (name, rows): predict_floor_ms(registry, name, rows) for name in models for rows in (1, 64)
     }
     scorer = {
-        (name, rows): scorer_floor_ms(registry, name, rows)
-        for name in (LOGISTIC, FOREST)
-        for rows in (1, 64)
+        (name, rows): scorer_floor_ms(registry, name, rows) for name in models for rows in (1, 64)
     }
+    # The numeric models share one positional row (the logistic example, as before); the
+    # mixed model gets one row as an object keyed by feature name.
     body = write_body(work / "body.json", example_rows(registry, LOGISTIC, 1))
+    bodies = {LOGISTIC: body, FOREST: body}
+    if MIXED in models:
+        records = example_records(registry, MIXED, 1)
+        bodies[MIXED] = write_records_body(work / "body-mixed.json", records)
     results: dict[tuple[str, str, int], WrkResult] = {}
     for server in SERVERS:
-        # modelserve serves both models from one server; the baseline serves one model each.
-        groups = [[LOGISTIC, FOREST]] if server != "baseline" else [[LOGISTIC], [FOREST]]
-        for models in groups:
-            with BenchServer.start(server, work, registry.root, models[0]) as srv:
-                for model in models:
+        # modelserve serves every model from one server; the baseline serves one model each.
+        groups = [models] if server != "baseline" else [[m] for m in models]
+        for group in groups:
+            with BenchServer.start(server, work, registry.root, group[0]) as srv:
+                for model in group:
                     url = srv.url + srv.predict_path(model)
-                    wrk(url, body, 16, args.warmup)
+                    wrk(url, bodies[model], 16, args.warmup)
                     for c in CONCURRENCY:
-                        result = wrk(url, body, c, args.duration)
+                        result = wrk(url, bodies[model], c, args.duration)
                         results[(server, model, c)] = result
                         print(f"{server} {model} c={c}: {result}", file=sys.stderr)
-    overload = overload_check(work, registry.root, body, args.duration)
+    overload = (
+        overload_check(work, registry.root, body, args.duration) if FOREST in models else None
+    )
     load_after = _load()
 
     lines = [
@@ -157,7 +209,7 @@ def main() -> None:
         "| model | c | baseline | modelserve | ratio | modelserve --workers 2 | ratio |",
         "|---|---|---|---|---|---|---|",
     ]
-    for model in (LOGISTIC, FOREST):
+    for model in models:
         kind = _kind(model)
         for c in CONCURRENCY:
             base = results.get(("baseline", model, c))
@@ -176,14 +228,22 @@ def main() -> None:
         *(
             f"| {_kind(n)} | {floors[(n, 1)]:.2f} | {floors[(n, 64)]:.2f} "
             f"| {scorer[(n, 1)]:.2f} | {scorer[(n, 64)]:.2f} |"
-            for n in (LOGISTIC, FOREST)
+            for n in models
+        ),
+        *(
+            [
+                "",
+                "Mixed: sklearn `predict` on a `pd.DataFrame` of the rows; modelserve's call is "
+                "`predict` + `predict_proba` on the DataFrame its input contract builds.",
+            ]
+            if MIXED in models
+            else []
         ),
         "",
         "Targets (one process):",
         "",
-        *_targets(results, floors, overload),
-        "",
-        *overload.report(),
+        *_targets(results, floors, overload, models),
+        *(["", *overload.report()] if overload is not None else []),
     ]
     report = "\n".join(lines)
     print(report)

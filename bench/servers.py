@@ -18,8 +18,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import FOREST, LOGISTIC
-from tests.support import free_port, stop_process
+from bench.models import FOREST, LOGISTIC, MIXED
+from tests.helpers.support import free_port, stop_process
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -51,6 +51,12 @@ class WrkResult:
 
 def write_body(path: Path, rows: Any) -> Path:
     path.write_bytes(orjson.dumps({"instances": rows.tolist()}))
+    return path
+
+
+def write_records_body(path: Path, records: list[dict[str, Any]]) -> Path:
+    """``{"instances": [{"feature": value, ...}]}``: rows as objects keyed by feature name."""
+    path.write_bytes(orjson.dumps({"instances": records}))
     return path
 
 
@@ -96,7 +102,9 @@ class BenchServer:
             full_env["BASELINE_MODEL"] = str(
                 registry / model / version["production"] / "model.joblib"
             )
-            cmd = [str(BIN / "uvicorn"), "--app-dir", str(BENCH), "baseline_app:app"]
+            # The mixed-type model gets the DataFrame-per-request baseline.
+            app = "baseline_mixed_app:app" if model == MIXED else "baseline_app:app"
+            cmd = [str(BIN / "uvicorn"), "--app-dir", str(BENCH), app]
             cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
             ready = "/health"
         else:
@@ -105,7 +113,7 @@ class BenchServer:
             cmd += ["--port", str(port), "--workers", workers, "--model", LOGISTIC]
             full_env.setdefault("MODELSERVE_POLL_INTERVAL_S", "0")
             ready = "/health/ready"
-        log_path = work / f"{kind}-{port}.log"
+        log_path = work / f"{kind}-{model}-{port}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         server = cls(kind, f"http://127.0.0.1:{port}", proc, log_path)

@@ -55,9 +55,20 @@ def model_metadata(served: ServedModel, versions: list[str]) -> dict[str, Any]:
         "name": served.name,
         "versions": versions,
         "platform": "sklearn",
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(meta.features)]}],
+        "inputs": _inputs(served),
         "outputs": outputs,
     }
+
+
+def _inputs(served: ServedModel) -> list[dict[str, Any]]:
+    """One [N, features] FP64 tensor for numeric models, else one typed tensor per feature."""
+    features = served.metadata.features
+    if served.contract.numeric:
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(features)]}]
+    return [
+        {"name": f.name, "datatype": codec.FEATURE_DATATYPES[f.kind], "shape": [-1]}
+        for f in features
+    ]
 
 
 async def _metadata(request: Request, name: str, version: str | None) -> Response:

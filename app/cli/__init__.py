@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import predict, registry, serve, simulate, train
+from app.cli import predict, register, registry, serve, simulate, train
 
 cli = typer.Typer(
     name="modelserve",
@@ -20,6 +20,7 @@ cli.command()(serve.serve)
 cli.command("models")(registry.list_models)
 cli.command()(predict.predict)
 cli.command()(train.train)
+cli.command()(register.register)
 cli.command()(registry.versions)
 cli.command()(registry.promote)
 cli.command()(registry.rollback)

@@ -14,6 +14,7 @@ import typer
 
 from app.cli.common import RegistryOpt, fail, open_registry
 from app.errors import RequestError
+from app.registry.metadata import FeatureSpec
 from app.registry.store import Registry, RegistryError
 
 if TYPE_CHECKING:
@@ -23,21 +24,35 @@ if TYPE_CHECKING:
 NO_TIMEOUT_S = 24 * 3600.0  # a local file is scored whatever its size
 
 
-def _csv_value(raw: str | None) -> Any:
-    """A CSV cell as a float, or as-is so the input contract names the field it rejects."""
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _csv_value(raw: str | None, spec: FeatureSpec) -> Any:
+    """A CSV cell as its feature's JSON value (empty: missing, as pandas reads it), or as-is
+    so the input contract names the field it rejects."""
+    if raw is None or raw == "":
+        return None
+    if spec.kind == "string":
+        return raw
+    if spec.kind == "boolean":
+        word = raw.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else raw
     try:
-        return float(raw) if raw is not None else None
+        return (
+            int(raw) if spec.kind == "integer" and raw.strip().lstrip("-").isdigit() else float(raw)
+        )
     except ValueError:
         return raw
 
 
-def _read_payload(path: Path, feature_names: list[str]) -> Any:
+def _read_payload(path: Path, features: list[FeatureSpec]) -> Any:
     from app.api.codecs.body import decode_json
 
     if path.suffix == ".csv":
+        specs = {f.name: f for f in features}
         with path.open(newline="") as fh:
             rows = [
-                {k: _csv_value(v) for k, v in row.items() if k in feature_names}
+                {k: _csv_value(v, specs[k]) for k, v in row.items() if k in specs}
                 for row in csv.DictReader(fh)
             ]
         return {"instances": rows}
@@ -59,7 +74,7 @@ async def _score(registry: Registry, name: str, version: str, path: Path) -> Inf
     inference = Inference(models, sink=None, timeout_s=NO_TIMEOUT_S)
 
     async def decode(served: ServedModel) -> Instances:
-        payload = _read_payload(path, served.feature_names)
+        payload = _read_payload(path, served.metadata.features)
         return Instances(decode_instances(payload, served.contract, max_batch=sys.maxsize))
 
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import RegistryOpt
+from app.cli.common import RegistryOpt, fail
 from app.config import Settings
 
 
@@ -26,7 +26,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the registry over HTTP (POST /predict, /metrics, /docs)."""
+    from app.registry.store import Registry
     from app.server.run import run_server
+    from app.serving.manager import StartupError, choose_default_model
 
     overrides = {
         "host": host,
@@ -40,4 +42,9 @@ def serve(
     for key, value in overrides.items():
         if value is not None:  # flags beat env: hand them to every worker through env
             os.environ[f"MODELSERVE_{key.upper()}"] = str(value)
-    run_server(Settings())
+    settings = Settings()
+    try:
+        choose_default_model(settings, Registry(settings.registry))
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+    run_server(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,14 +25,27 @@ def simulate(
         str | None, typer.Option(help="Model name (default: the server's /predict model).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    data: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV of training rows (any feature types)."),
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="The label column of --data.")] = None,
+    shift: Annotated[
+        list[str] | None,
+        typer.Option(help="FEATURE=VALUE:SHARE: that share of rows get VALUE (repeatable)."),
+    ] = None,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --url.")] = False,
 ) -> None:
     """Send predictions drawn from the training data, then their (delayed) true labels."""
     import asyncio
 
-    from app.tools.simulate import SimConfig, SimulationError, check_loopback
+    from app.tools.simulate import Shift, SimConfig, SimulationError, check_loopback
     from app.tools.simulate import simulate as run_simulation
 
+    try:
+        shifts = tuple(Shift.parse(s) for s in shift or [])
+    except SimulationError as exc:
+        raise fail(str(exc)) from None
     config = SimConfig(
         url=url.rstrip("/"),
         rate=rate,
@@ -41,6 +55,9 @@ def simulate(
         feedback_delay=feedback_delay,
         model=model,
         seed=seed,
+        data=data,
+        target=target,
+        shifts=shifts,
     )
     try:
         if not allow_remote:

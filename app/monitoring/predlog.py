@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 import orjson
 
@@ -42,7 +43,7 @@ class _Entry:
     time: float
     model: str
     version: str
-    rows: npt.NDArray[Any]
+    rows: Any  # a float64 matrix, an object matrix or a DataFrame
     predictions: npt.NDArray[Any]
     probabilities: npt.NDArray[Any] | None
     ids: Sequence[str]
@@ -58,13 +59,25 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
             entry.time,
             entry.model,
             entry.version,
-            orjson.dumps(row).decode(),
+            orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
             orjson.dumps({"prediction": pred, "probabilities": p}).decode(),
         )
         for pid, row, pred, p in zip(
-            entry.ids, entry.rows.tolist(), predictions, proba_rows, strict=True
+            entry.ids, _rows(entry.rows), predictions, proba_rows, strict=True
         )
     ]
+
+
+def _rows(rows: Any) -> list[list[Any]]:
+    """Inputs in feature order as JSON-ready lists (typed values kept; missing as null)."""
+    if isinstance(rows, np.ndarray) and rows.dtype != object:
+        return list(rows.tolist())
+    table = np.asarray(rows, dtype=object)
+    return [[None if _missing(v) else v for v in row] for row in table.tolist()]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 class PredictionLog:
@@ -100,7 +113,7 @@ class PredictionLog:
         self,
         model: str,
         version: str,
-        rows: npt.NDArray[Any],
+        rows: Any,
         predictions: npt.NDArray[Any],
         probabilities: npt.NDArray[Any] | None,
         ids: Sequence[str],

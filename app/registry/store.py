@@ -58,6 +58,7 @@ __all__ = [
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".lock"
+ExtraFiles = dict[str, str] | Callable[[str], dict[str, str]] | None
 
 
 @dataclass(frozen=True)
@@ -172,16 +173,43 @@ class Registry:
         name: str,
         estimator: Any,
         metadata: dict[str, Any],
-        extra_files: dict[str, str] | Callable[[str], dict[str, str]] | None = None,
+        extra_files: ExtraFiles = None,
         fmt: ArtifactFormat = "joblib",
     ) -> ModelMetadata:
-        """Write a new immutable version; returns its metadata (version and sha256 filled in).
+        """A new immutable version of ``estimator`` dumped as ``fmt``; returns its metadata."""
+        return self._add_version(
+            name, fmt, metadata, extra_files, lambda path: artifacts.dump(estimator, path, fmt)
+        )
 
-        The version directory is built under a hidden temporary name and renamed into place,
-        so a crash leaves at most an invisible ``.tmp-*`` directory behind (swept by the
-        next register). ``extra_files`` may be a function of the new version number; ``fmt``
-        picks the artifact format (``skops`` needs no pickle to load).
+    def register_bytes(
+        self,
+        name: str,
+        data: bytes,
+        fmt: ArtifactFormat,
+        metadata: dict[str, Any],
+        extra_files: ExtraFiles = None,
+    ) -> ModelMetadata:
+        """``register`` for bytes serialized elsewhere (``modelserve register``), kept unchanged
+        so the sha256 recorded is of the file its owner made; skops must pass the trust check.
         """
+        if fmt == "skops":
+            try:
+                artifacts.skops_trusted_types(data, f"{name} artifact")
+            except artifacts.ArtifactError as exc:
+                raise UnsafeArtifactError(str(exc)) from None
+        return self._add_version(name, fmt, metadata, extra_files, lambda p: p.write_bytes(data))
+
+    def _add_version(
+        self,
+        name: str,
+        fmt: ArtifactFormat,
+        metadata: dict[str, Any],
+        extra_files: ExtraFiles,
+        write_artifact: Callable[[Path], object],
+    ) -> ModelMetadata:
+        """Build the version under a hidden temporary name and rename it in: a crash leaves at
+        most an invisible ``.tmp-*`` directory (swept by the next register). ``extra_files``
+        may be a function of the new version number (a model card naming it)."""
         with self.lock(name):
             model_dir = self.root / name
             self._sweep_staging(model_dir)
@@ -190,7 +218,7 @@ class Registry:
             staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
             try:
                 artifact = staging / ARTIFACT_NAMES[fmt]
-                artifacts.dump(estimator, artifact, fmt)
+                write_artifact(artifact)
                 fields = {
                     "created_at": datetime.now(UTC),
                     **metadata,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from app.serving.contract import Rows
+from app.serving.contract import Rows, concat
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,11 @@ class MicroBatcher:
         max_wait_s: float,
         max_queue: int,
         on_depth: Callable[[int], None] | None = None,
+        merge: bool = True,
     ) -> None:
         self._predict = predict
+        # False: requests still queue and share a thread hop, but each is its own model call.
+        self.merge = merge
         self._executor = executor
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
@@ -112,7 +115,7 @@ class MicroBatcher:
             try:
                 rows = len(batch[0].rows)
                 rows = self._drain_into(batch, rows)
-                if after_call and rows < self._max_rows and self._max_wait_s > 0:
+                if after_call and self.merge and rows < self._max_rows and self._max_wait_s > 0:
                     rows = await self._wait_for_more(batch, rows)
                 self._on_depth(self._queue.qsize())
                 live = [p for p in batch if not p.future.done()]  # timed-out callers are gone
@@ -144,10 +147,13 @@ class MicroBatcher:
         return rows
 
     async def _score(self, batch: list[_Pending]) -> None:
+        if not self.merge and len(batch) > 1:
+            await self._score_each(batch)
+            return
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
-            merged = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+            merged = batch[0].rows if len(batch) == 1 else concat([p.rows for p in batch])
             try:
                 result = await loop.run_in_executor(self._executor, self._predict, merged)
             except Exception as exc:
@@ -172,6 +178,31 @@ class MicroBatcher:
                 start = stop
         finally:
             self._in_flight -= 1
+
+    async def _score_each(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        try:
+            outcomes = await loop.run_in_executor(
+                self._executor, _each, self._predict, [p.rows for p in batch]
+            )
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    _resolve(pending, error=outcome)
+                else:
+                    _resolve(pending, result=outcome)
+        finally:
+            self._in_flight -= 1
+
+
+def _each(predict: PredictFn, requests: list[Rows]) -> list[BatchResult | Exception]:
+    outcomes: list[BatchResult | Exception] = []
+    for rows in requests:
+        try:
+            outcomes.append(predict(rows))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def _resolve(

@@ -4,11 +4,14 @@ Codecs decode a protocol's body into one of three neutral shapes and hand it her
 path of the part they came from (``instances``, ``inputs[0]``), so every error names the exact
 field in the client's own terms:
 
-- records: rows as lists in feature order or objects keyed by feature name (/predict, /v1);
+- records: rows as lists in feature order or objects keyed by feature name (/predict, /v1,
+  /invocations, the CLI);
 - a matrix: row-major values of shape ``(n, features)`` (one OIP v2 tensor);
 - columns: one sequence of values per feature, by name (one OIP v2 tensor per feature).
 
-All three become the same float64 matrix, the input of every model call.
+The model receives what it was fitted on (``ModelMetadata.input_format``): a float64 matrix
+for numeric array models (the fast path, unchanged), otherwise the typed columns of
+``app.serving.typed`` as a DataFrame with the training names and dtypes, or an array.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from app.errors import ErrorReason, RequestError, describe_value
+from app.registry.metadata import FeatureSpec, InputFormat
+from app.serving import typed
 
-Rows = npt.NDArray[np.float64]
+# What a model call takes: a float64 matrix, an object matrix, or a DataFrame.
+Rows = npt.NDArray[Any] | pd.DataFrame
 _INT_LIMIT = 2**63
 
 
@@ -51,19 +58,37 @@ def _some(names: Sequence[str]) -> str:
     return ", ".join(map(str, names[:5])) + more
 
 
+def concat(parts: Sequence[Rows]) -> Rows:
+    """Several requests' rows as one model input (the batcher's merge)."""
+    frames = [p for p in parts if isinstance(p, pd.DataFrame)]
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return np.concatenate(parts)
+
+
 class InputContract:
-    """The features a model version takes, in order (from its metadata)."""
+    """The features a model version takes, in order, and the form it takes them in."""
 
-    def __init__(self, feature_names: Sequence[str]) -> None:
-        self.feature_names = list(feature_names)
-        self.width = len(self.feature_names)
+    def __init__(
+        self, features: Sequence[FeatureSpec], input_format: InputFormat = "array"
+    ) -> None:
+        self.features = list(features)
+        self.feature_names = [f.name for f in self.features]
+        self.width = len(self.features)
+        self.input_format = input_format
         self._names = frozenset(self.feature_names)
+        # Numbers only, no missing values, fitted on an array: today's float64 fast path.
+        self.numeric = input_format == "array" and all(
+            f.kind == "number" and not f.nullable for f in self.features
+        )
 
-    # ---- records: /predict, /v1, the CLI -------------------------------------------------
+    # ---- records: /predict, /v1, /invocations, the CLI -----------------------------------
 
     def records(self, instances: Sequence[Any], path: str = "instances") -> Rows:
         """Rows as lists or named objects; an error names ``path[i][j]`` or ``path[i].name``."""
         rows = [self._record(instance, i, path) for i, instance in enumerate(instances)]
+        if not self.numeric:
+            return self._typed(rows, lambda i, j: self._field(path, i, instances[i], j))
         matrix = np.asarray(rows, dtype=np.float64)
         if not np.isfinite(matrix).all():
             i, j = (int(k) for k in np.argwhere(~np.isfinite(matrix))[0])
@@ -81,7 +106,7 @@ class InputContract:
         raise _invalid(
             ErrorReason.INVALID_REQUEST,
             f"{path}[{i}]",
-            "must be a list of numbers or an object of feature values, "
+            "must be a list of feature values or an object of feature values, "
             f"got {describe_value(instance)}",
         )
 
@@ -92,14 +117,15 @@ class InputContract:
                 f"{path}[{i}]",
                 f"expected {self.width} features, got {len(instance)}",
             )
-        for j, value in enumerate(instance):
-            if not _is_number(value):
-                raise _invalid(
-                    ErrorReason.INVALID_VALUE,
-                    f"{path}[{i}][{j}]",
-                    f"feature {self.feature_names[j]!r} must be a number, "
-                    f"got {describe_value(value)}",
-                )
+        if self.numeric:
+            for j, value in enumerate(instance):
+                if not _is_number(value):
+                    raise _invalid(
+                        ErrorReason.INVALID_VALUE,
+                        f"{path}[{i}][{j}]",
+                        f"feature {self.feature_names[j]!r} must be a number, "
+                        f"got {describe_value(value)}",
+                    )
         return instance
 
     def _named(self, instance: dict[str, Any], i: int, path: str) -> list[Any]:
@@ -118,13 +144,14 @@ class InputContract:
                 f"unknown feature(s): {_some(unknown)}",
             )
         row = [instance[n] for n in self.feature_names]
-        for name, value in zip(self.feature_names, row, strict=True):
-            if not _is_number(value):
-                raise _invalid(
-                    ErrorReason.INVALID_VALUE,
-                    f"{path}[{i}].{name}",
-                    f"must be a number, got {describe_value(value)}",
-                )
+        if self.numeric:
+            for name, value in zip(self.feature_names, row, strict=True):
+                if not _is_number(value):
+                    raise _invalid(
+                        ErrorReason.INVALID_VALUE,
+                        f"{path}[{i}].{name}",
+                        f"must be a number, got {describe_value(value)}",
+                    )
         return row
 
     def _field(self, path: str, i: int, instance: Any, j: int) -> str:
@@ -134,8 +161,8 @@ class InputContract:
 
     # ---- tensors: OIP v2 -----------------------------------------------------------------
 
-    def matrix(self, values: Sequence[float | int], shape: Sequence[int], field: str) -> Rows:
-        """Row-major numbers of ``shape`` ``[n, features]``, already checked to be numbers."""
+    def matrix(self, values: Sequence[Any], shape: Sequence[int], field: str) -> Rows:
+        """Row-major values of ``shape`` ``[n, features]``."""
         rows, columns = shape
         if columns != self.width:
             raise _invalid(
@@ -144,7 +171,10 @@ class InputContract:
                 f"expected [N, {self.width}] (the model has {self.width} "
                 f"features), got {list(shape)}",
             )
-        return np.asarray(values, dtype=np.float64).reshape(rows, columns)
+        if self.numeric:
+            return np.asarray(values, dtype=np.float64).reshape(rows, columns)
+        table = [list(values[r * columns : (r + 1) * columns]) for r in range(rows)]
+        return self._typed(table, lambda i, j: f"{field}.data[{i * columns + j}]")
 
     def columns(self, columns: Sequence[Column], path: str = "inputs") -> Rows:
         """One column per feature, by name, stacked in feature order."""
@@ -176,5 +206,14 @@ class InputContract:
                 path,
                 f"feature columns differ in length: {sorted(lengths)}",
             )
-        stacked = [by_name[n].values for n in self.feature_names]
-        return np.asarray(stacked, dtype=np.float64).T.copy()
+        ordered = [by_name[n] for n in self.feature_names]
+        if self.numeric:
+            return np.asarray([c.values for c in ordered], dtype=np.float64).T.copy()
+        table = [list(row) for row in zip(*(c.values for c in ordered), strict=True)]
+        return self._typed(table, lambda i, j: f"{ordered[j].field}.data[{i}]")
+
+    # ---- typed rows ----------------------------------------------------------------------
+
+    def _typed(self, rows: list[list[Any]], field_of: typed.FieldOf) -> Rows:
+        cells = typed.check_cells(self.features, rows, field_of)
+        return typed.model_input(self.features, cells, self.input_format)

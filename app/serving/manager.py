@@ -26,6 +26,31 @@ log = logging.getLogger(__name__)
 PRODUCTION = "production"
 
 
+class StartupError(Exception):
+    """The settings cannot be served from this registry; the message says what to change."""
+
+
+def choose_default_model(settings: Settings, registry: Registry) -> str:
+    """The model /predict serves: the configured one, or the registry's only model.
+
+    An unset ``MODELSERVE_MODEL`` falls back to a registry that holds one model; a name the
+    registry does not have is refused at start-up rather than answered with 503 forever.
+    """
+    names = registry.model_names()
+    configured = "model" in settings.model_fields_set
+    if settings.model in names:
+        return settings.model
+    if not configured and len(names) == 1:
+        return names[0]
+    where = f"the registry at {registry.root}"
+    if not names:
+        raise StartupError(f"no models in {where}: register one (modelserve register or train)")
+    hint = "set MODELSERVE_MODEL (or --model) to one of" if len(names) > 1 else "it holds"
+    raise StartupError(
+        f"default model {settings.model!r} is not in {where}; {hint}: {', '.join(names)}"
+    )
+
+
 class ModelNotReadyError(Exception):
     """The model is known but has no loaded version (still loading, or its load failed)."""
 

@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy.special import expit
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -40,22 +46,38 @@ _ARGMAX_PREDICTORS = (
     DecisionTreeClassifier,
     ExtraTreeClassifier,
     LogisticRegression,
+    HistGradientBoostingClassifier,  # probabilities are a monotone map of the decision
+    GradientBoostingClassifier,
 )
 _FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 _TIE = 1e-9
 
 
-def compile_scorer(estimator: Any, with_proba: bool) -> ScoreFn:
-    """The cheapest correct ``rows -> (predictions, probabilities or None)`` for ``estimator``."""
+def compile_scorer(
+    estimator: Any, with_proba: bool, *, fast: bool = True, derive: bool = True
+) -> ScoreFn:
+    """The cheapest correct ``rows -> (predictions, probabilities or None)`` for ``estimator``.
+
+    ``fast=False`` (typed rows: DataFrames, object arrays) uses the model's own
+    ``predict_proba``, still deriving predictions from it where that is exact (one pass
+    through a pipeline's encoders instead of two); ``derive=False`` calls both methods.
+    """
     if not with_proba:
         return lambda rows: (np.asarray(estimator.predict(rows)), None)
     prefix, final = _split(estimator)
-    if not isinstance(final, _ARGMAX_PREDICTORS) or getattr(final, "n_outputs_", 1) != 1:
+    if (
+        not derive
+        or not isinstance(final, _ARGMAX_PREDICTORS)
+        or getattr(final, "n_outputs_", 1) != 1
+    ):
         return lambda rows: (
             np.asarray(estimator.predict(rows)),
             np.asarray(estimator.predict_proba(rows), dtype=np.float64),
         )
-    proba_fn = _fast_proba(estimator, prefix, final)
+    if fast:
+        proba_fn = _fast_proba(estimator, prefix, final)
+    else:
+        proba_fn = lambda rows: np.asarray(estimator.predict_proba(rows), dtype=np.float64)  # noqa: E731
     classes = np.asarray(final.classes_)
 
     def score(rows: Rows) -> Scored:
@@ -65,7 +87,8 @@ def compile_scorer(estimator: Any, with_proba: bool) -> ScoreFn:
             top2 = np.partition(proba, -2, axis=1)[:, -2:]
             ties = np.flatnonzero(top2[:, 1] - top2[:, 0] <= _TIE)
             if len(ties):
-                predictions[ties] = np.asarray(estimator.predict(rows[ties]))
+                subset = rows.iloc[ties] if isinstance(rows, pd.DataFrame) else rows[ties]
+                predictions[ties] = np.asarray(estimator.predict(subset))
         return predictions, proba
 
     return score

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from concurrent.futures import Executor
@@ -16,7 +17,9 @@ from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.contract import InputContract, Rows
 from app.serving.drift import DriftCounter
+from app.serving.exactness import derives_exactly, merges_exactly, probe_records
 from app.serving.onepass import compile_scorer
+from app.serving.typed import default_row
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,16 @@ class ServedModel:
         self.version = artifact.metadata.version
         self.estimator: Any = artifact.estimator
         self.is_classifier = self.metadata.task == "classification"
-        self.has_proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
-        self._score = compile_scorer(self.estimator, self.has_proba)
-        self.contract = InputContract(self.metadata.feature_names)
+        # Multi-output classifiers give one probability table per output: not served.
+        single_output = not isinstance(getattr(self.estimator, "classes_", None), list)
+        self.has_proba = (
+            self.is_classifier and hasattr(self.estimator, "predict_proba") and single_output
+        )
+        self.contract = InputContract(self.metadata.features, self.metadata.input_format)
+        # One-pass scorers only for float64 matrices; typed rows use the model's own methods.
+        self._score = compile_scorer(self.estimator, self.has_proba, fast=self.contract.numeric)
         self.loaded_at = 0.0
+        self._smoke_error = ""
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
         self._prediction_value = metrics.PREDICTION_VALUE.labels(self.name, self.version)
@@ -43,6 +52,7 @@ class ServedModel:
             for label in (self.metadata.classes or [])
         }
         queue_depth = metrics.QUEUE_DEPTH.labels(self.name)
+        self._executor = executor
         self._batcher = MicroBatcher(
             self._call_model,
             executor,
@@ -62,13 +72,38 @@ class ServedModel:
 
     def warm_up(self) -> None:
         """Smoke-predict one row; raises if the model cannot score its own example."""
-        width = len(self.metadata.features)
-        example = self.metadata.example or [0.0] * width
-        rows = np.asarray([example], dtype=np.float64)
-        result = self._predict_raw(rows)
-        if len(result.predictions) != 1:
-            raise RuntimeError(f"smoke prediction returned {len(result.predictions)} rows for 1")
+        if not self.smoke_test():
+            raise RuntimeError(f"smoke prediction failed: {self._smoke_error}")
+        probe = probe_records(self.metadata)
+        if not derives_exactly(self._score, self.estimator, self.contract, probe):
+            self._score = compile_scorer(self.estimator, self.has_proba, derive=False)
+        self._batcher.merge = merges_exactly(self._score, self.contract, probe)
+        if not self._batcher.merge:
+            log.info(
+                "%s version %s: batched rows differ from rows scored alone in the last bits; "
+                "each request gets its own model call",
+                self.name,
+                self.version,
+            )
         self.loaded_at = time.time()
+
+    def smoke_test(self) -> bool:
+        """Whether the model still scores its example row (tells bad input from a bad model)."""
+        example = self.metadata.example or default_row(self.metadata.features)
+        try:
+            result = self._predict_raw(self.contract.records([list(example)], "example"))
+        except Exception as exc:
+            self._smoke_error = f"{type(exc).__name__}: {exc}"
+            return False
+        if len(result.predictions) != 1:
+            self._smoke_error = f"returned {len(result.predictions)} rows for 1"
+            return False
+        return True
+
+    async def still_scores(self) -> bool:
+        """``smoke_test`` in the inference thread, after the calls queued before it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.smoke_test)
 
     async def predict(self, rows: Rows) -> BatchResult:
         return await self._batcher.submit(rows)

@@ -11,6 +11,7 @@ only decode bodies and encode results.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from app.serving.batching import QueueFullError
 from app.serving.contract import Rows
 from app.serving.manager import ModelManager, ModelNotReadyError
 from app.serving.runner import ServedModel
+from app.serving.typed import unknown_category
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL_LABEL = "_unknown"
 
@@ -116,9 +120,8 @@ class Inference:
         except TimeoutError:
             message = f"prediction took longer than {self.timeout_s} s"
             raise self._refused(served.name, ErrorReason.TIMEOUT, message) from None
-        except (ValueError, TypeError) as exc:
-            message = f"the model rejected the input: {exc}"
-            raise self._refused(served.name, ErrorReason.MODEL_ERROR, message) from None
+        except Exception as exc:
+            raise await self._model_failed(served, rows, exc) from None
         ids = new_ids(len(rows))
         if self.sink is not None:
             self.sink(
@@ -127,6 +130,25 @@ class Inference:
         return InferenceResult(
             served.name, served.version, result.predictions, result.probabilities, ids
         )
+
+    async def _model_failed(self, served: ServedModel, rows: Rows, exc: Exception) -> RequestError:
+        """422 when the model refuses this input but still scores its example; else 500."""
+        if not await served.still_scores():
+            log.error(
+                "model %s version %s fails on its example: %s", served.name, served.version, exc
+            )
+            message = f"model {served.name!r} version {served.version} failed: {exc}"
+            return self._refused(served.name, ErrorReason.MODEL_ERROR, message)
+        unknown = unknown_category(served.contract.features, rows)
+        if unknown is not None:
+            feature, value = unknown
+            message = (
+                f"feature {feature!r} has the value {value!r}, not seen in training, and the "
+                f"model refuses it: {exc}"
+            )
+            return self._refused(served.name, ErrorReason.REJECTED_BY_MODEL, message, feature)
+        message = f"the model rejected the input: {exc}"
+        return self._refused(served.name, ErrorReason.REJECTED_BY_MODEL, message)
 
     @staticmethod
     def _counted(model: str, exc: RequestError) -> RequestError:

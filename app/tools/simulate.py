@@ -1,7 +1,10 @@
 """``modelserve simulate``: realistic traffic with delayed ground truth, for dashboards and alerts.
 
-Rows are drawn from the model's training data (scikit-learn's bundled data sets, matched by
-feature names), optionally shifted by ``drift`` standard deviations per feature. Every answered
+Rows are drawn from the model's training data: a CSV given with ``data`` (any feature types;
+sent as objects keyed by column name, empty cells as null) or scikit-learn's bundled data
+sets, matched by feature names. Numeric features can be shifted by ``drift`` standard
+deviations, and ``shifts`` force a value into a share of the rows (``city=oslo:0.6``: 60 % of
+rows get city "oslo"), which moves a categorical feature's mix. Every answered
 prediction gets its true label back on ``POST /feedback`` after ``feedback_delay`` seconds,
 flipped to another class with probability ``label_noise``. Sends are open-loop at ``rate``
 requests per second with bounded concurrency; the run ends at ``duration`` plus the feedback
@@ -14,8 +17,8 @@ import asyncio
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,11 +26,10 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from app.tools.sim_data import Shift, SimulationError, frame_data, is_classification, training_data
+
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-
-
-class SimulationError(Exception):
-    """The simulation cannot run (bad target, unknown training data)."""
+__all__ = ["Shift", "SimConfig", "SimSummary", "SimulationError", "check_loopback", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class SimConfig:
     seed: int = 0
     concurrency: int = 32
     timeout_s: float = 10.0
+    data: Path | None = None
+    target: str | None = None
+    shifts: tuple[Shift, ...] = ()
 
 
 @dataclass
@@ -84,33 +89,6 @@ def check_loopback(url: str) -> None:
     raise SimulationError(f"{url} is not a loopback address; pass --allow-remote to send there")
 
 
-def _datasets() -> dict[str, Callable[[], Any]]:
-    from sklearn import datasets
-
-    return {
-        "breast_cancer": datasets.load_breast_cancer,
-        "iris": datasets.load_iris,
-        "wine": datasets.load_wine,
-        "diabetes": datasets.load_diabetes,
-    }
-
-
-def training_data(
-    feature_names: list[str] | None,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any], bool]:
-    """(X, y, is_classification) of the bundled data set with these feature names."""
-    for name, loader in _datasets().items():
-        bunch = loader()
-        if feature_names is None and name == "breast_cancer":
-            feature_names = list(bunch.feature_names)
-        if feature_names is not None and list(bunch.feature_names) == feature_names:
-            return np.asarray(bunch.data, dtype=np.float64), bunch.target, name != "diabetes"
-    raise SimulationError(
-        "no bundled training data has this model's features; "
-        f"known data sets: {', '.join(_datasets())}"
-    )
-
-
 class Simulator:
     def __init__(self, config: SimConfig, client: httpx.AsyncClient) -> None:
         self.config = config
@@ -119,6 +97,7 @@ class Simulator:
         self.summary = SimSummary()
         self.predict_path = "/predict"
         self.X: npt.NDArray[np.float64] = np.empty((0, 0))
+        self.records: list[dict[str, Any]] | None = None  # typed rows from a CSV
         self.y: npt.NDArray[Any] = np.empty(0)
         self.classes: list[Any] = []
         self.classification = True
@@ -137,13 +116,32 @@ class Simulator:
                 raise SimulationError(f"model {self.config.model!r} has no versions")
             names = [f["name"] for f in metadata[-1]["features"]]
             self.predict_path = f"/v1/models/{self.config.model}:predict"
-        X, y, self.classification = training_data(names)
+        if self.config.data is not None:
+            self.records, y = frame_data(self.config.data, self.config.target)
+            self.classification = is_classification(y)
+            self._apply_shifts(self.records)
+        else:
+            X, y, self.classification = training_data(names)
+            self.X = X + self.config.drift * X.std(axis=0)
         self.y = y
         self.classes = sorted(np.unique(y).tolist()) if self.classification else []
-        self.X = X + self.config.drift * X.std(axis=0)
+
+    def _apply_shifts(self, records: list[dict[str, Any]]) -> None:
+        for shift in self.config.shifts:
+            if records and shift.feature not in records[0]:
+                raise SimulationError(f"--shift: {shift.feature!r} is not a column of the data")
+            for row in records:
+                if self.rng.random() < shift.share:
+                    row[shift.feature] = shift.value
+
+    def _row(self, index: int) -> Any:
+        if self.records is not None:
+            return self.records[index]
+        return self.X[index].tolist()
 
     def _label(self, index: int) -> Any:
-        truth = self.y[index].item()
+        truth = self.y[index]
+        truth = truth.item() if isinstance(truth, np.generic) else truth
         if self.rng.random() >= self.config.label_noise:
             return truth
         self.summary.labels_flipped += 1
@@ -157,11 +155,11 @@ class Simulator:
             if time.monotonic() >= self._stop_at:  # the server fell behind: stay bounded
                 self.summary.prediction_errors["skipped"] += 1
                 return
-            index = int(self.rng.integers(len(self.X)))
+            index = int(self.rng.integers(len(self.y)))
             start = time.perf_counter()
             try:
                 resp = await self.client.post(
-                    self.predict_path, json={"instances": [self.X[index].tolist()]}
+                    self.predict_path, json={"instances": [self._row(index)]}
                 )
             except httpx.HTTPError as exc:
                 self.summary.prediction_errors[type(exc).__name__] += 1

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from app.registry.metadata import Task
 from app.training.metrics import METRICS, HeldOut, for_task, higher_is_better
 
 
 def score(
-    estimator: Any, task: Task, X: npt.NDArray[np.float64], y: npt.NDArray[Any]
+    estimator: Any, task: Task, X: npt.NDArray[Any] | pd.DataFrame, y: npt.NDArray[Any]
 ) -> dict[str, float]:
     """Every metric of the task (``app.training.metrics``) that applies to this estimator."""
     pred = np.asarray(estimator.predict(X))

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.registry.artifacts import ArtifactFormat
-from app.registry.metadata import Task
+from app.registry.metadata import FeatureKind, Task
 from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 
 
@@ -43,6 +43,27 @@ class DataSpec(_Strict):
     features: list[str] | None = Field(
         None, description="Feature columns in order; default: every column but the target."
     )
+    kinds: dict[str, FeatureKind] = Field(
+        default_factory=dict,
+        description="column -> number | integer | boolean | string. Columns not listed take "
+        "the production version's kind, else one inferred from the data.",
+    )
+    nullable: list[str] = Field(
+        default_factory=list,
+        description="Columns that may have missing values (empty CSV cells), in training data "
+        "(up to validation.max_missing_share) and in requests (null).",
+    )
+
+    @model_validator(mode="after")
+    def _columns_are_features(self) -> DataSpec:
+        for field, columns in (("kinds", list(self.kinds)), ("nullable", self.nullable)):
+            if self.target in columns:
+                raise ValueError(f"data.{field}: {self.target!r} is the target, not a feature")
+            if self.features is not None:
+                unknown = [c for c in columns if c not in self.features]
+                if unknown:
+                    raise ValueError(f"data.{field}: not in data.features: {unknown}")
+        return self
 
 
 class SplitSpec(_Strict):
@@ -62,6 +83,20 @@ class ValidationSpec(_Strict):
     min_class_share: float = Field(0.05, ge=0, le=1)
     labels: list[int | str] | None = Field(
         None, description="Allowed labels; default: the production version's classes."
+    )
+    max_missing_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Largest share of missing values in each data.nullable column; columns "
+        "not listed there may have none at all.",
+    )
+    max_unseen_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest share of a string column's values (missing ones aside) that are "
+        "not among the production version's categories for it.",
     )
 
 

@@ -12,7 +12,7 @@ import importlib
 import logging
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from app.registry.metadata import ModelMetadata, Task
+from app.registry.metadata import Label, ModelMetadata, Task
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.training import data as data_mod
 from app.training.card import model_card
@@ -99,6 +99,16 @@ def estimator_params(estimator: Any) -> dict[str, Any]:
     }
 
 
+def class_labels(estimator: Any) -> list[Label]:
+    """A classifier's ``classes_`` as plain Python values (JSON, metadata.json)."""
+    return [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+
+
+def environment() -> dict[str, str]:
+    """The interpreter and the installed scikit-learn, which will also load the artifact."""
+    return {"python_version": platform.python_version(), "sklearn_version": sklearn.__version__}
+
+
 def fitted_fields(
     estimator: Any,
     task: Task,
@@ -112,12 +122,9 @@ def fitted_fields(
     ``run()`` adds the spec, metrics, split sizes and git commit; code that fits a model by
     other means (benchmarks, tests) registers these fields alone.
     """
-    classes = None
-    if task == "classification":
-        classes = [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
+    classes = class_labels(estimator) if task == "classification" else None
     return {
-        "python_version": platform.python_version(),
-        "sklearn_version": sklearn.__version__,
+        **environment(),
         "task": task,
         "features": [{"name": n, "dtype": "float64"} for n in feature_names],
         "classes": classes,
@@ -140,12 +147,49 @@ def git_commit(cwd: Any) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _production(registry: Registry, name: str) -> tuple[str, ModelMetadata] | None:
+def production_of(registry: Registry, name: str) -> tuple[str, ModelMetadata] | None:
+    """The production version and its metadata; None for a new model (or no alias yet)."""
     try:
         version = registry.resolve(name, PRODUCTION)
         return version, registry.metadata(name, version)
     except ModelNotFoundError:
         return None
+
+
+def judge(
+    registry: Registry,
+    name: str,
+    production: tuple[str, ModelMetadata] | None,
+    candidate: dict[str, float],
+    score_champion: Callable[[Any, ModelMetadata], dict[str, float]],
+    thresholds: dict[str, float],
+    primary: str,
+    tolerance: float,
+    report: dict[str, Any],
+) -> tuple[Comparison, list[GateResult]]:
+    """Gate the candidate and compare it with production (``score_champion``: its estimator and
+    metadata) on the same rows into ``report``: one step, so train and register agree."""
+    champion: dict[str, float] | None = None
+    if production is not None:
+        try:
+            loaded = registry.load(name, production[0])
+            champion = score_champion(loaded.estimator, loaded.metadata)
+        except (RegistryError, ValueError) as exc:
+            report["champion_error"] = str(exc)
+    comparison = Comparison(
+        production[0] if production else None, candidate, champion, primary, tolerance
+    )
+    gates = gate(candidate, thresholds)
+    report["metrics"] = candidate
+    report["gate"] = [{"rule": g.rule, "value": g.value, "ok": g.ok} for g in gates]
+    report["comparison"] = {
+        "production_version": comparison.champion_version,
+        "primary": comparison.primary,
+        "tolerance": tolerance,
+        "candidate_not_worse": comparison.candidate_not_worse,
+        "rows": comparison.rows(),
+    }
+    return comparison, gates
 
 
 def _cv_scores(spec: TrainSpec, estimator: Any, split: data_mod.Split) -> dict[str, float]:
@@ -157,7 +201,7 @@ def _cv_scores(spec: TrainSpec, estimator: Any, split: data_mod.Split) -> dict[s
     )
     metric = METRICS[spec.primary_metric]
     values = cross_val_score(
-        clone(estimator), split.X_train, split.y_train, cv=splitter, scoring=metric.cv_scoring
+        clone(estimator), split.inputs_train, split.y_train, cv=splitter, scoring=metric.cv_scoring
     )
     values = np.abs(values) if metric.cv_negated else values
     name = metric.name
@@ -173,15 +217,16 @@ def run(
 ) -> Outcome:
     tolerance = spec.gate.tolerance if tolerance is None else tolerance
     report: dict[str, Any] = {"name": spec.name, "spec": spec.model_dump(mode="json")}
-    production = _production(registry, spec.name)
+    production = production_of(registry, spec.name)
     prod_meta = production[1] if production else None
     frame = data_mod.load_frame(spec)
     features = prod_meta.feature_names if prod_meta and spec.data.features is None else None
     features = features or data_mod.feature_columns(spec, frame)
 
-    checks = validate(table_schema(spec, features, prod_meta), frame)
+    schema = data_mod.feature_schema(spec, frame, features, prod_meta)
+    checks = validate(table_schema(spec, schema, prod_meta), frame)
     if checks.ok:
-        split = data_mod.split(spec, frame, features)
+        split = data_mod.split(spec, frame, schema)
         checks.extend(validate(split_schema(split.train, features), split.test[features]))
     report["validation"] = checks.as_dict()
     if not checks.ok:
@@ -189,32 +234,19 @@ def run(
         return Outcome("validation_failed", report, validation=checks)
 
     estimator = build_estimator(spec)
-    estimator.fit(split.X_train, split.y_train)
-    candidate = score(estimator, spec.task, split.X_test, split.y_test)
-    champion: dict[str, float] | None = None
-    if production is not None:
-        try:
-            loaded = registry.load(spec.name, production[0])
-            champion = score(loaded.estimator, spec.task, split.X_test, split.y_test)
-        except (RegistryError, ValueError) as exc:
-            report["champion_error"] = str(exc)
-    comparison = Comparison(
-        production[0] if production else None,
+    estimator.fit(split.inputs_train, split.y_train)
+    candidate = score(estimator, spec.task, split.inputs_test, split.y_test)
+    comparison, gates = judge(
+        registry,
+        spec.name,
+        production,
         candidate,
-        champion,
+        lambda champion, meta: score(champion, spec.task, split.held_out_for(meta), split.y_test),
+        spec.thresholds,
         spec.primary_metric,
         tolerance,
+        report,
     )
-    gates = gate(candidate, spec.thresholds)
-    report["metrics"] = candidate
-    report["gate"] = [{"rule": g.rule, "value": g.value, "ok": g.ok} for g in gates]
-    report["comparison"] = {
-        "production_version": comparison.champion_version,
-        "primary": comparison.primary,
-        "tolerance": tolerance,
-        "candidate_not_worse": comparison.candidate_not_worse,
-        "rows": comparison.rows(),
-    }
     if not all(g.ok for g in gates):
         report["status"] = "gate_failed"
         return Outcome(
@@ -229,8 +261,9 @@ def run(
     metrics = {**candidate, **_cv_scores(spec, estimator, split)}
     fields: dict[str, Any] = {
         **fitted_fields(
-            estimator, spec.task, features, split.X_train, split.y_train, split.X_test[0]
+            estimator, spec.task, split.matrix_names, split.X_train, split.y_train, split.X_test[0]
         ),
+        **split.typed_fields(classification=spec.task == "classification"),
         "target": spec.data.target,
         "metrics": metrics,
         "spec": spec.model_dump(mode="json", by_alias=True),

@@ -4,10 +4,17 @@ The whole-table schema checks the expected columns and dtypes, missing values, N
 out-of-range values against the production version's training range, duplicate rows, the
 label set and class balance. After the split, a second schema refuses test rows that also
 occur in the train split. Every failure names its column and check.
+
+Feature columns are checked by kind (``app.training.data.feature_schema``): numbers and
+integers coerced to float64 (integers must be whole), booleans as pandas ``boolean``, strings
+as ``str`` with at most ``validation.max_unseen_share`` of values outside production's
+categories. Only ``data.nullable`` columns may have missing values, at most
+``validation.max_missing_share`` of each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +23,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from app.registry.metadata import ModelMetadata
+from app.registry.metadata import FeatureSpec, ModelMetadata
+from app.training.data import declared_features
 from app.training.spec import TrainSpec
 
 TABLE = "<table>"
@@ -73,6 +81,60 @@ def _finite(series: pd.Series) -> pd.Series:
     return pd.Series(np.isfinite(values.to_numpy(dtype=np.float64)), index=series.index)
 
 
+def _whole(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    return pd.Series(np.mod(values.to_numpy(dtype=np.float64), 1) == 0, index=series.index)
+
+
+def _missing_share(bound: float) -> pa.Check:
+    def check(series: pd.Series) -> pd.Series:
+        # Within the bound every row passes; beyond it the missing rows are the failure cases.
+        return series.notna() | bool(series.isna().mean() <= bound)
+
+    return pa.Check(check, name=f"missing_share(<= {bound:.0%})", ignore_na=False)
+
+
+def _unseen_share(categories: Sequence[str], bound: float) -> pa.Check:
+    allowed = set(categories)
+
+    def check(series: pd.Series) -> pd.Series:
+        seen = series.astype(str).isin(allowed)
+        return seen | bool((~seen).mean() <= bound)
+
+    return pa.Check(
+        check,
+        name=f"unseen_categories(share <= {bound:.0%} of {len(allowed)} production categories)",
+        ignore_na=True,
+    )
+
+
+def _production_feature(production: ModelMetadata | None, name: str) -> FeatureSpec | None:
+    for feature in production.features if production else []:
+        if feature.name == name:
+            return feature
+    return None
+
+
+def _column(feature: FeatureSpec, spec: TrainSpec, production: ModelMetadata | None) -> pa.Column:
+    name, kind = feature.name, feature.kind
+    checks: list[pa.Check] = []
+    dtype: Any = "float64"
+    if kind in ("number", "integer"):
+        checks = _feature_checks(name, spec, production)
+        if kind == "integer":
+            checks.append(pa.Check(_whole, name="integer", element_wise=False, ignore_na=True))
+    elif kind == "boolean":
+        dtype = "boolean"
+    else:
+        dtype = str
+        previous = _production_feature(production, name)
+        if previous is not None and previous.categories is not None:
+            checks.append(_unseen_share(previous.categories, spec.validation.max_unseen_share))
+    if feature.nullable:
+        checks.append(_missing_share(spec.validation.max_missing_share))
+    return pa.Column(dtype, checks, nullable=feature.nullable, coerce=True)
+
+
 def _feature_checks(name: str, spec: TrainSpec, production: ModelMetadata | None) -> list[pa.Check]:
     checks = [pa.Check(_finite, name="finite", element_wise=False, ignore_na=True)]
     ref = production.reference.features.get(name) if production else None
@@ -116,14 +178,16 @@ def _target_checks(spec: TrainSpec, production: ModelMetadata | None) -> list[pa
 
 
 def table_schema(
-    spec: TrainSpec, features: list[str], production: ModelMetadata | None
+    spec: TrainSpec,
+    features: Sequence[str] | Sequence[FeatureSpec],
+    production: ModelMetadata | None,
 ) -> pa.DataFrameSchema:
-    columns = {
-        name: pa.Column(
-            "float64", _feature_checks(name, spec, production), nullable=False, coerce=True
-        )
-        for name in features
-    }
+    """``features`` as typed specs (``data.feature_schema``), or as names typed from the spec
+    and production alone (undeclared columns are non-nullable numbers, as always)."""
+    names = [f for f in features if isinstance(f, str)]
+    typed = [f for f in features if isinstance(f, FeatureSpec)]
+    typed += declared_features(spec, names, production) if names else []
+    columns = {f.name: _column(f, spec, production) for f in typed}
     columns[spec.data.target] = pa.Column(
         None, _target_checks(spec, production), nullable=False, required=True
     )

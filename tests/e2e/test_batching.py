@@ -116,7 +116,7 @@ def test_a_failing_request_does_not_fail_its_batch_mates(toy_server: Server) -> 
     for _ in range(3):  # until the poisoned request was merged with others at least once
         responses = asyncio.run(_post_all(toy_server.url, bodies))
         assert responses[5].status_code == 422, responses[5].text
-        assert responses[5].json()["error"]["type"] == "model_error"
+        assert responses[5].json()["error"]["type"] == "rejected_by_model"
         others = responses[:5] + responses[6:]
         assert [r.status_code for r in others] == [200] * len(good)
         for row, response in zip(good, others, strict=True):

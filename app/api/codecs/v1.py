@@ -18,17 +18,19 @@ from starlette.responses import Response
 from app.api.codecs.body import decode_json, read_body
 from app.api.deps import Services
 from app.errors import ErrorReason, RequestError
+from app.registry.metadata import Value
 from app.serving.contract import InputContract, Rows
 from app.serving.runner import ServedModel
 from app.serving.scoring import InferenceResult
 
 
 class PredictRequest(BaseModel):
-    instances: list[list[float] | dict[str, float]] = Field(
+    instances: list[list[Value] | dict[str, Value]] = Field(
         ...,
         min_length=1,
-        description="Rows to score: each a list of numbers in feature order, "
-        "or an object mapping every feature name to a number.",
+        description="Rows to score: each a list of values in feature order, or an object "
+        "mapping every feature name to its value: numbers, strings, booleans, or null for a "
+        "missing value, as each feature allows (GET /models/{name} lists the features).",
     )
 
 
@@ -75,10 +77,11 @@ def encode(result: InferenceResult) -> bytes:
     payload: dict[str, Any] = {
         "model": result.model,
         "version": result.version,
-        "predictions": result.predictions,
+        # tolist(): any label type (str, bool, int, float, multi-output) and any memory layout
+        "predictions": result.predictions.tolist(),
     }
     if result.probabilities is not None:
-        payload["probabilities"] = result.probabilities
+        payload["probabilities"] = result.probabilities.tolist()
     payload["prediction_ids"] = result.prediction_ids
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -25,6 +25,7 @@ from app.serving.scoring import InferenceResult
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+DATATYPES = FLOAT_TYPES | INT_TYPES | {"BYTES", "BOOL"}
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 PREDICTION_ID = "prediction_id"
@@ -77,7 +78,7 @@ def decode_infer_request(
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("inputs", "must be a non-empty list of tensors")
-    tensors = [_tensor(t, f"inputs[{i}]") for i, t in enumerate(inputs)]
+    tensors = [_tensor(t, f"inputs[{i}]", contract.numeric) for i, t in enumerate(inputs)]
     if len(tensors) == 1 and len(tensors[0].shape) == 2:
         rows = contract.matrix(tensors[0].values, tensors[0].shape, tensors[0].field)
     else:
@@ -95,11 +96,13 @@ def decode_infer_request(
 class _Tensor:
     field: str
     name: str
+    datatype: str
     shape: list[int]
-    values: list[float | int]
+    values: list[Any]
 
 
-def _tensor(raw: Any, field: str) -> _Tensor:
+def _tensor(raw: Any, field: str, numeric: bool) -> _Tensor:
+    """One checked tensor; a numbers-only model takes no BYTES, BOOL or null values."""
     if not isinstance(raw, dict):
         raise _bad(field, "must be a tensor object with name, shape, datatype and data")
     for key in ("name", "shape", "datatype", "data"):
@@ -114,19 +117,22 @@ def _tensor(raw: Any, field: str) -> _Tensor:
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
         raise _bad(f"{field}.shape", f"must be [N, features] or [N], got {shape!r}")
-    if not isinstance(datatype, str) or datatype not in FLOAT_TYPES | INT_TYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise _bad(
             f"{field}.datatype",
-            f"unsupported datatype {datatype!r}; use FP32, FP64 or INT64 (or another numeric)",
+            f"unsupported datatype {datatype!r}; use FP64, INT64 (or another numeric type), "
+            "BYTES (UTF-8 strings) or BOOL",
         )
+    if numeric and datatype in ("BYTES", "BOOL"):
+        raise _bad(f"{field}.datatype", f"this model takes numbers only, not {datatype}")
     values = _flatten(raw["data"], f"{field}.data")
     expected = math.prod(shape)
     if len(values) != expected:
         raise _bad(f"{field}.data", f"has {len(values)} values but shape {shape} needs {expected}")
     if expected == 0:
         raise _bad(f"{field}.shape", "must hold at least one row")
-    _check_values(values, datatype in INT_TYPES, f"{field}.data")
-    return _Tensor(field, name, shape, values)
+    _check_values(values, datatype, f"{field}.data", allow_null=not numeric)
+    return _Tensor(field, name, datatype, shape, values)
 
 
 def _column(tensor: _Tensor) -> Column:
@@ -158,12 +164,19 @@ def _flatten(data: Any, field: str) -> list[Any]:
     return flat
 
 
-def _check_values(values: list[Any], integers: bool, field: str) -> None:
-    allowed = (int,) if integers else (int, float)
+_ALLOWED: dict[str, tuple[type, ...]] = {"BYTES": (str,), "BOOL": (bool,)}
+_WANT = {"BYTES": "a string", "BOOL": "true or false"}
+
+
+def _check_values(values: list[Any], datatype: str, field: str, allow_null: bool) -> None:
+    integers = datatype in INT_TYPES
+    allowed = _ALLOWED.get(datatype, (int,) if integers else (int, float))
+    want = _WANT.get(datatype, "an integer" if integers else "a number")
     for k, value in enumerate(values):
         kind = type(value)
+        if value is None and allow_null:
+            continue
         if kind not in allowed or (kind is int and abs(value) >= _INT_LIMIT):
-            want = "an integer" if integers else "a number"
             raise _bad(
                 f"{field}[{k}]",
                 f"must be {want}, got {describe_value(value)}",
@@ -196,6 +209,9 @@ def _outputs(raw: Any, has_proba: bool) -> list[str]:
 
 def available_outputs(has_proba: bool) -> list[str]:
     return [n for n in OUTPUT_NAMES if has_proba or n != PREDICT_PROBA]
+
+
+FEATURE_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
 
 
 def datatype_of(array: npt.NDArray[Any]) -> str:

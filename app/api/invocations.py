@@ -1,0 +1,82 @@
+"""POST /invocations (the default model) and /models/{name}/invocations: MLflow's protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from app.api.codecs import mlflow
+from app.api.codecs.body import decode_json, read_body
+from app.api.deps import get_services
+from app.errors import RequestError
+from app.serving.runner import ServedModel
+
+router = APIRouter(tags=["mlflow scoring protocol"])
+
+
+class Predictions(BaseModel):
+    predictions: list[Any]
+
+
+class MlflowError(BaseModel):
+    error_code: str
+    message: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": MlflowError, "description": "MLflow's error shape"}
+    for code in (400, 404, 408, 413, 422, 500, 503, 504)
+}
+_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}},
+            }
+        },
+    }
+}
+
+
+async def _invoke(request: Request, name: str) -> Response:
+    services = get_services(request)
+    settings = services.settings
+
+    async def decode(served: ServedModel) -> mlflow.Invocation:
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        return mlflow.decode_invocation(decode_json(body), served.contract, settings.max_batch)
+
+    try:
+        trace = request.scope.setdefault("state", {})
+        _, result = await services.inference.infer(name, None, decode, trace)
+    except RequestError as exc:
+        return mlflow.render(exc)
+    return Response(mlflow.encode(result), media_type="application/json")
+
+
+async def invocations(request: Request) -> Response:
+    return await _invoke(request, get_services(request).settings.model)
+
+
+async def model_invocations(name: str, request: Request) -> Response:
+    return await _invoke(request, name)
+
+
+for _path, _endpoint, _which in (
+    ("/invocations", invocations, "the default model"),
+    ("/models/{name}/invocations", model_invocations, "any model"),
+):
+    router.add_api_route(
+        _path,
+        _endpoint,
+        methods=["POST"],
+        summary=f"MLflow scoring protocol, {_which}",
+        response_model=Predictions,
+        responses=_ERRORS,
+        openapi_extra=_DOC,
+    )
