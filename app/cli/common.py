@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from app.config import Settings
 from app.registry.store import Registry
 
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
+SummaryOpt = Annotated[
+    Path | None,
+    typer.Option("--summary", help="Append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+]
 RegistryOpt = Annotated[
     Path | None,
     typer.Option("--registry", help="Registry root (default: $MODELSERVE_REGISTRY or models)."),
@@ -29,3 +35,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+def publish(text: str, doc: dict[str, Any], report: Path | None, summary: Path | None) -> None:
+    """Print the markdown summary; write the JSON report and append the summary if asked.
+
+    An empty ``--summary`` (``$GITHUB_STEP_SUMMARY`` unset outside GitHub Actions) is no
+    summary, not the current directory.
+    """
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    typer.echo(text)
+    if summary is not None and str(summary) not in ("", "."):
+        with summary.open("a") as fh:
+            fh.write(text + "\n")

@@ -7,13 +7,12 @@ or registry error; nothing written), 3 the sample failed its checks, 4 the gate 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.common import RegistryOpt, fail, open_registry
+from app.cli.common import RegistryOpt, ReportOpt, SummaryOpt, fail, open_registry, publish
 from app.cli.train import EXIT_GATE, EXIT_VALIDATION
 from app.registry.store import RegistryError
 
@@ -50,13 +49,8 @@ def register(
         bool, typer.Option("--promote", help="Point production at the new version.")
     ] = False,
     registry: RegistryOpt = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write the JSON report here.")
-    ] = None,
-    summary: Annotated[
-        Path | None,
-        typer.Option("--summary", help="Append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
-    ] = None,
+    report: ReportOpt = None,
+    summary: SummaryOpt = None,
 ) -> None:
     """Register an artifact trained elsewhere: infer its schema, check, gate, store its bytes.
 
@@ -71,14 +65,7 @@ def register(
         raise fail(str(exc)) from None
     for note in outcome.notes:
         typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(outcome.report, indent=2, default=str) + "\n")
-    text = _summary(name, outcome)
-    typer.echo(text)
-    if summary is not None:
-        with summary.open("a") as fh:
-            fh.write(text + "\n")
+    publish(_summary(name, outcome), outcome.report, report, summary)
     failed = ", ".join(f"{g.rule} (got {g.value})" for g in outcome.gates if not g.ok)
     refusals = {
         "validation_failed": ("the sample failed its checks (table above)", EXIT_VALIDATION),

@@ -7,13 +7,12 @@ failed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.common import RegistryOpt, fail, open_registry
+from app.cli.common import RegistryOpt, ReportOpt, SummaryOpt, fail, open_registry, publish
 from app.registry.store import RegistryError
 from app.training.spec import SpecError, load_spec, parse_overrides
 
@@ -27,13 +26,8 @@ EXIT_GATE = 4
 def train(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Training spec (YAML/TOML).")],
     registry: RegistryOpt = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Write the JSON report here.")
-    ] = None,
-    summary: Annotated[
-        Path | None,
-        typer.Option("--summary", help="Append a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
-    ] = None,
+    report: ReportOpt = None,
+    summary: SummaryOpt = None,
     promote_if_better: Annotated[
         bool,
         typer.Option(help="Promote to production unless worse than it by more than tolerance."),
@@ -63,14 +57,7 @@ def train(
         )
     except (SpecError, RegistryError) as exc:
         raise fail(str(exc)) from None
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(outcome.report, indent=2, default=str) + "\n")
-    text = _summary(spec.name, outcome)
-    typer.echo(text)
-    if summary is not None:
-        with summary.open("a") as fh:
-            fh.write(text + "\n")
+    publish(_summary(spec.name, outcome), outcome.report, report, summary)
     if outcome.status == "validation_failed":
         raise fail(
             "data validation failed (see the table above); nothing registered", EXIT_VALIDATION
