@@ -4,8 +4,8 @@ Trees and forests score each row on its own, but many models do not: a linear mo
 an MLP or k-NN computes a batch with matrix products whose summation order depends on the
 batch shape, so a row scored among 64 can differ in the last bits from the same row scored
 alone. modelserve promises what the model returns in-process for the request as sent, so at
-load each version is probed: a few distinct rows scored one by one and merged (repeated to 64
-rows); only if every answer is identical may the batcher merge requests.
+load each version is probed: distinct rows scored one by one and merged (alone, then repeated
+into a longer call); only if every answer is identical may the batcher merge requests.
 """
 
 from __future__ import annotations
@@ -13,35 +13,41 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from app.registry.metadata import FeatureSpec, ModelMetadata, Value
 from app.serving.contract import InputContract, Rows
 from app.serving.typed import default_row
 
-PROBE_ROWS = 8
-MERGED_COPIES = 8
+PROBE_ROWS = 64  # last-bit differences touch some rows only: probe enough to see them
+MERGED_COPIES = 4
 Score = Callable[[Rows], tuple[Any, Any]]
 
 
-def _probe_value(spec: FeatureSpec, base: Value, k: int, meta: ModelMetadata) -> Value:
+def _probe_value(
+    spec: FeatureSpec, base: Value, meta: ModelMetadata, rng: np.random.Generator
+) -> Value:
     if spec.kind == "string":
-        return spec.categories[k % len(spec.categories)] if spec.categories else base
+        return str(rng.choice(spec.categories)) if spec.categories else base
     if spec.kind == "boolean":
-        return bool(k % 2)
+        return bool(rng.integers(2))
     if spec.kind == "integer":
-        return (base if isinstance(base, int) and not isinstance(base, bool) else 0) + k
+        start = base if isinstance(base, int) and not isinstance(base, bool) else 0
+        return start + int(rng.integers(-5, 6))
     reference = meta.reference.features.get(spec.name)
-    if reference is not None and reference.edges:
-        return reference.edges[k % len(reference.edges)]
+    if reference is not None and reference.max > reference.min:
+        return float(rng.uniform(reference.min, reference.max))
     number = float(base) if isinstance(base, int | float) and not isinstance(base, bool) else 0.0
-    return number * (1.0 + 0.37 * k / PROBE_ROWS) + 0.01 * k
+    return number * (1.0 + 0.2 * float(rng.standard_normal())) + float(rng.standard_normal())
 
 
 def probe_records(meta: ModelMetadata) -> list[list[Value]]:
-    """A few distinct rows every feature accepts, spread over the training reference."""
+    """Distinct rows every feature accepts, spread over the training reference (seeded)."""
     example = list(meta.example) or default_row(meta.features)
+    rng = np.random.default_rng(0)
     return [
-        [_probe_value(spec, example[j], k, meta) for j, spec in enumerate(meta.features)]
-        for k in range(PROBE_ROWS)
+        [_probe_value(spec, example[j], meta, rng) for j, spec in enumerate(meta.features)]
+        for _ in range(PROBE_ROWS)
     ]
 
 
