@@ -135,7 +135,7 @@ class ServedModel:
 
     def _count(self, predictions: np.ndarray[Any, Any]) -> None:
         if not self.is_classifier:
-            for value in predictions.tolist():
+            for value in np.ravel(predictions).tolist():  # multi-output: every output's value
                 self._prediction_value.observe(float(value))
             return
         labels, counts = np.unique(predictions, return_counts=True)
