@@ -10,6 +10,7 @@ into a longer call); only if every answer is identical may the batcher merge req
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from app.serving.typed import default_row
 
 PROBE_ROWS = 64  # last-bit differences touch some rows only: probe enough to see them
 MERGED_COPIES = 4
+MIN_PROBED = 16
+PROBE_BUDGET_S = 2.0
 Score = Callable[[Rows], tuple[Any, Any]]
 
 
@@ -58,11 +61,29 @@ def _rows_of(scored: tuple[Any, Any]) -> list[str]:
     return [repr((p, q)) for p, q in zip(preds, probas, strict=True)]
 
 
-def merges_exactly(score: Score, contract: InputContract, records: Sequence[list[Any]]) -> bool:
-    """True if scoring the rows merged gives each row exactly what scoring it alone gives."""
+def merges_exactly(
+    score: Score,
+    contract: InputContract,
+    records: Sequence[list[Any]],
+    budget_s: float = PROBE_BUDGET_S,
+) -> bool:
+    """True if scoring the rows merged gives each row exactly what scoring it alone gives.
+
+    A slow model gets fewer rows probed (the budget bounds the load time); with fewer than
+    ``MIN_PROBED`` rows the answer is no: unproven merges are never made.
+    """
+    deadline = time.monotonic() + budget_s
     try:
-        alone = [_rows_of(score(contract.records([list(r)], "probe")))[0] for r in records]
-        merged = _rows_of(score(contract.records([list(r) for r in records] * MERGED_COPIES)))
+        probed: list[list[Any]] = []
+        alone: list[str] = []
+        for record in records:
+            alone.append(_rows_of(score(contract.records([list(record)], "probe")))[0])
+            probed.append(list(record))
+            if time.monotonic() > deadline:
+                break
+        if len(probed) < MIN_PROBED:
+            return False
+        merged = _rows_of(score(contract.records(probed * MERGED_COPIES, "probe")))
     except Exception:
         return False  # cannot tell: never merge
     return merged == alone * MERGED_COPIES

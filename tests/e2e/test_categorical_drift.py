@@ -8,6 +8,7 @@ The PSI recording rule, unchanged, must see the shift in ``plan`` only on the se
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,17 +26,23 @@ RATE, SECONDS = 250, 4
 pytestmark = pytest.mark.e2e
 
 
-def _simulate(url: str, model: str, sample: Path, *extra: str) -> None:
+def _simulate(url: str, model: str, sample: Path, *extra: str) -> int:
+    """Run the simulator; the number of predictions the server answered."""
     args = ["simulate", "--url", url, "--model", model, "--data", str(sample)]
     args += ["--target", TARGET, "--rate", str(RATE), "--duration", str(SECONDS)]
     done = run_cli(*args, "--feedback-delay", "0", *extra)
     assert done.returncode == 0, done.stdout + done.stderr
+    answered = re.search(r"^predictions\s+(\d+) ok", done.stdout, re.M)
+    assert answered, done.stdout
+    return int(answered.group(1))
 
 
-def _all_counted(prom: PrometheusServer, model: str) -> Callable[[], bool]:
+def _all_counted(prom: PrometheusServer, model: str, rows: int) -> Callable[[], bool]:
+    """Every string feature's recorded count includes all ``rows`` (missing values too)."""
+
     def probe() -> bool:
-        counts = prom.values(f'{COUNTED}{{model="{model}"}}', "feature").values()
-        return min(counts, default=0) >= 0.9 * RATE * SECONDS
+        counts = prom.values(f'{COUNTED}{{model="{model}"}}', "feature")
+        return all(counts.get(f, 0) >= rows - 0.5 for f in ("plan", "country"))
 
     return probe
 
@@ -65,10 +72,13 @@ def test_a_shifted_category_moves_only_its_psi(
             timeout=60,
             what="first scrape of the drift counters",
         )
-        _simulate(server.url, MODEL, sample, "--seed", "1")
-        _simulate(server.url, PROBE, sample, "--seed", "2", "--shift", "plan=team:0.6")
-        for model in (MODEL, PROBE):
-            prom.wait_for(_all_counted(prom, model), what=f"{model} traffic in the counts")
+        sent = {
+            MODEL: _simulate(server.url, MODEL, sample, "--seed", "1"),
+            PROBE: _simulate(server.url, PROBE, sample, "--seed", "2", "--shift", "plan=team:0.6"),
+        }
+        assert min(sent.values()) >= 400, sent  # enough rows for PSI to mean something
+        for model, rows in sent.items():
+            prom.wait_for(_all_counted(prom, model, rows), what=f"{model} traffic in the counts")
         prom.wait_for(
             lambda: (
                 {"plan", "country"} <= prom.values(f'{PSI}{{model="{PROBE}"}}', "feature").keys()

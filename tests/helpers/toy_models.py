@@ -1,6 +1,7 @@
 """A real, picklable scikit-learn model that is deliberately slow and can be made to fail.
 
-``SlowModel`` wraps a fitted logistic regression on iris; every call sleeps ``delay_s`` (the
+``SlowModel`` wraps a fitted decision tree on iris (trees score each row on their own, so the
+server may merge requests for it: ``app/serving/exactness.py``); every call sleeps ``delay_s`` (the
 sleep releases the GIL like a native model would) and any row whose first value is ``POISON``
 makes the whole call raise, as a model rejecting one bad row of a merged batch would.
 Server subprocesses import it from ``tests.helpers.toy_models`` (run them with
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 from app.registry.store import Registry
 from app.training.train import fitted_fields
@@ -32,7 +33,7 @@ class SlowModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.delay_s = delay_s
 
     def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> SlowModel:
-        self.inner_ = LogisticRegression(max_iter=1000, random_state=0).fit(X, y)
+        self.inner_ = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
         self.classes_ = self.inner_.classes_
         return self
 
