@@ -47,6 +47,8 @@ class _Pending:
 
 
 PredictFn = Callable[[Rows], BatchResult]
+# Scores requests one model call each, in one thread hop; an exception per failed request.
+PredictEachFn = Callable[[list[Rows]], list[BatchResult | Exception]]
 
 
 class MicroBatcher:
@@ -60,8 +62,10 @@ class MicroBatcher:
         max_queue: int,
         on_depth: Callable[[int], None] | None = None,
         merge: bool = True,
+        predict_each: PredictEachFn | None = None,
     ) -> None:
         self._predict = predict
+        self._predict_each = predict_each or (lambda requests: _each(predict, requests))
         # False: requests still queue and share a thread hop, but each is its own model call.
         self.merge = merge
         self._executor = executor
@@ -184,7 +188,7 @@ class MicroBatcher:
         self._in_flight += 1
         try:
             outcomes = await loop.run_in_executor(
-                self._executor, _each, self._predict, [p.rows for p in batch]
+                self._executor, self._predict_each, [p.rows for p in batch]
             )
             for pending, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Exception):

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher
-from app.serving.contract import InputContract, Rows
+from app.serving.contract import InputContract, Rows, concat
 from app.serving.drift import DriftCounter
 from app.serving.exactness import derives_exactly, merges_exactly, probe_records
 from app.serving.onepass import compile_scorer
@@ -60,6 +60,7 @@ class ServedModel:
             max_wait_s=settings.batch_max_wait_ms / 1000,
             max_queue=settings.queue_size,
             on_depth=queue_depth.set,
+            predict_each=self._call_each,
         )
 
     @property
@@ -132,6 +133,26 @@ class ServedModel:
         self._count(result.predictions)
         self._drift.observe(rows)
         return result
+
+    def _call_each(self, requests: list[Rows]) -> list[BatchResult | Exception]:
+        """Each request its own model call (exact for any model); counters and drift once."""
+        outcomes: list[BatchResult | Exception] = []
+        scored: list[tuple[Rows, BatchResult]] = []
+        for rows in requests:
+            start = time.perf_counter()
+            try:
+                result = self._predict_raw(rows)
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            self._inference_time.observe(time.perf_counter() - start)
+            self._batch_size.observe(len(rows))
+            outcomes.append(result)
+            scored.append((rows, result))
+        if scored:
+            self._count(np.concatenate([r.predictions for _, r in scored]))
+            self._drift.observe(concat([rows for rows, _ in scored]))
+        return outcomes
 
     def _count(self, predictions: np.ndarray[Any, Any]) -> None:
         if not self.is_classifier:
