@@ -15,13 +15,12 @@ import pandas as pd
 import pytest
 import sklearn
 import yaml
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from app.registry.store import Registry
+from tests.helpers.mixed import city_income_pipeline
 from tests.helpers.support import copy_registry, run_cli
 
 NAME = "customers"
@@ -50,20 +49,7 @@ def _notebook(n: int = 240) -> tuple[pd.DataFrame, Pipeline]:
     frame.loc[::9, "city"] = None
     frame.loc[::7, "income"] = np.nan
     frame["churned"] = ((frame.income.fillna(50) > 52) | (frame.city == "oslo")).astype(int)
-    prep = ColumnTransformer(
-        [
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
-                ),
-                ["city"],
-            ),
-            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["income", "age"]),
-            ("flag", "passthrough", ["member"]),
-        ]
-    )
-    model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=1000))])
+    model = city_income_pipeline()
     return frame, model.fit(frame[FEATURES], frame["churned"])
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.helpers.support import run_cli
 
@@ -43,6 +45,24 @@ def fit_churn(frame: pd.DataFrame) -> object:
         HistGradientBoostingClassifier(max_iter=30, random_state=0),
     )
     return model.fit(frame.drop(columns=TARGET), frame[TARGET])
+
+
+def city_income_pipeline() -> Pipeline:
+    """The notebook pipeline over city (string, nullable), income, age and member columns."""
+    prep = ColumnTransformer(
+        [
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                ["city"],
+            ),
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["income", "age"]),
+            ("flag", "passthrough", ["member"]),
+        ]
+    )
+    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=1000))])
 
 
 def register_churn(registry: Path, workdir: Path, name: str = MIXED) -> Path:

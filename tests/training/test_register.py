@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -21,6 +20,7 @@ from app.registry.metadata import FeatureSpec
 from app.registry.store import Registry
 from app.training.register import RegisterError, Request, parse_gates, run
 from app.training.schema_infer import SchemaError, infer_features, input_format
+from tests.helpers.mixed import city_income_pipeline
 
 CITIES = ["oslo", "paris", "rome"]
 COLOURS = ["blue", "green", "red"]
@@ -54,20 +54,7 @@ def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
 
 
 def _pipeline(frame: pd.DataFrame) -> Pipeline:
-    pre = ColumnTransformer(
-        [
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
-                ),
-                ["city"],
-            ),
-            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["income", "age"]),
-            ("flag", "passthrough", ["member"]),
-        ]
-    )
-    model = Pipeline([("prep", pre), ("clf", LogisticRegression(max_iter=1000))])
+    model = city_income_pipeline()
     return model.fit(frame.drop(columns="label"), frame["label"])
 
 
