@@ -30,7 +30,6 @@ from app.serving import typed
 
 # What a model call takes: a float64 matrix, an object matrix, or a DataFrame.
 Rows = npt.NDArray[Any] | pd.DataFrame
-_INT_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def _is_number(value: Any) -> bool:
     kind = type(value)
     if kind is float:
         return True
-    return kind is int and abs(value) < _INT_LIMIT
+    return kind is int and abs(value) < typed.INT_LIMIT
 
 
 def _some(names: Sequence[str]) -> str:

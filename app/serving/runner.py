@@ -64,10 +64,6 @@ class ServedModel:
         )
 
     @property
-    def feature_names(self) -> list[str]:
-        return self.contract.feature_names
-
-    @property
     def queue_depth(self) -> int:
         return self._batcher.depth
 

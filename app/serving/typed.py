@@ -22,7 +22,7 @@ from app.errors import ErrorReason, RequestError, describe_value
 from app.registry.metadata import FeatureSpec, InputFormat
 
 FieldOf = Callable[[int, int], str]  # (row, feature index) -> the field an error names
-_INT_LIMIT = 2**63
+INT_LIMIT = 2**63  # JSON integers beyond int64 are refused, not wrapped
 _WANT = {
     "number": "a number",
     "integer": "an integer",
@@ -38,11 +38,11 @@ def _accepts(spec: FeatureSpec, value: Any) -> bool:
     if spec.kind == "boolean":
         return kind is bool
     if kind is int:
-        return bool(abs(value) < _INT_LIMIT)
+        return bool(abs(value) < INT_LIMIT)
     if kind is not float:
         return False
     if spec.kind == "integer":
-        return bool(value.is_integer() and abs(value) < _INT_LIMIT)
+        return bool(value.is_integer() and abs(value) < INT_LIMIT)
     return math.isfinite(value)
 
 

@@ -22,6 +22,7 @@ from app.api.errors import HEADERS, STATUS
 from app.errors import ErrorReason, RequestError, describe_value
 from app.serving.contract import Column, InputContract, Rows
 from app.serving.scoring import InferenceResult
+from app.serving.typed import INT_LIMIT
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
@@ -30,7 +31,6 @@ PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 PREDICTION_ID = "prediction_id"
 OUTPUT_NAMES = (PREDICT, PREDICT_PROBA, PREDICTION_ID)
-_INT_LIMIT = 2**63
 # The protocol calls a malformed request a 400; modelserve's own routes say 422.
 V2_STATUS = {**STATUS, ErrorReason.INVALID_REQUEST: 400}
 _SELF_EXPLAINED = frozenset({"body", "model"})  # messages that already say what they are about
@@ -176,7 +176,7 @@ def _check_values(values: list[Any], datatype: str, field: str, allow_null: bool
         kind = type(value)
         if value is None and allow_null:
             continue
-        if kind not in allowed or (kind is int and abs(value) >= _INT_LIMIT):
+        if kind not in allowed or (kind is int and abs(value) >= INT_LIMIT):
             raise _bad(
                 f"{field}[{k}]",
                 f"must be {want}, got {describe_value(value)}",
