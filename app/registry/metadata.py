@@ -60,6 +60,34 @@ class Reference(BaseModel):
     )
 
 
+class ReliabilityBin(BaseModel):
+    """Held-out rows whose top-class probability is in ``(lower, upper]``."""
+
+    lower: float
+    upper: float
+    count: int
+    confidence: float = Field(description="Mean top-class probability of the bin's rows.")
+    accuracy: float = Field(description="Share of the bin's rows predicted right.")
+
+
+class CalibrationMap(BaseModel):
+    """Isotonic thresholds: live confidence ``c`` becomes ``np.interp(c, x, y)``."""
+
+    x: list[float]
+    y: list[float]
+
+
+class Calibration(BaseModel):
+    """Calibration of the top-class probability on the held-out rows (classifiers)."""
+
+    rows: int
+    ece: float = Field(description="Expected calibration error of the raw probabilities.")
+    bins: list[ReliabilityBin]
+    map: CalibrationMap | None = Field(None, description="Fitted when ece is above 0.05.")
+    ece_calibrated: float | None = None
+    bins_calibrated: list[ReliabilityBin] | None = None
+
+
 class ModelMetadata(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -89,6 +117,7 @@ class ModelMetadata(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     spec: dict[str, Any] = Field(default_factory=dict)
     git_commit: str | None = None
+    calibration: Calibration | None = None
 
     @property
     def feature_names(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.training.calibration import card_lines
 from app.training.spec import TrainSpec
 
 
@@ -34,6 +35,7 @@ def model_card(
         "",
         comparison_table,
         "",
+        *card_lines(metadata.get("calibration")),
         "## Gate",
         "",
         *(f"- {metric}: {bound}" for metric, bound in spec.thresholds.items()),

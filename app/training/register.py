@@ -3,7 +3,7 @@
 The artifact is read (``artifact_input``), its feature schema inferred from the estimator and
 an optional sample (``schema_infer``), and one row is smoke-predicted in the form the server
 will give it, all before anything is written. With a sample and its target the model is
-scored, gated and compared with production exactly as ``train`` does (``train.judge``), and
+scored, gated and compared with production exactly as ``train`` does (``compare.judge``), and
 nothing is registered unless every check holds. The version stores the input's bytes
 unchanged when the format stays the same. ``run()`` prints nothing: it raises
 ``RegisterError`` for a refusal (exit 1) and returns a ``RegisterOutcome`` otherwise.
@@ -23,17 +23,17 @@ import pandas as pd
 import pandera.pandas as pa
 import sklearn
 
+from app.registry import names
 from app.registry.artifacts import FORMATS, ArtifactFormat
 from app.registry.metadata import FeatureSpec, InputFormat, ModelMetadata, Task
 from app.registry.store import Registry
-from app.training import artifact_input, schema_infer, train
+from app.training import artifact_input, calibration, compare, schema_infer, train
 from app.training.data import NUMERIC_KINDS, example_row, typed_frame
 from app.training.evaluate import score
 from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 from app.training.reference import build_frame_reference, frame_fingerprint
 from app.training.validate import ValidationReport, _finite, validate
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 GATE = re.compile(r"^\s*([a-z0-9_]+)\s*(>=|<=)\s*(\S+)\s*$")
 T = TypeVar("T")
 
@@ -120,6 +120,7 @@ def _card(name: str, version: str, fmt: str, fields: dict[str, Any], table: str 
             f"scikit-learn {fields['sklearn_version']}\n",
             "## Metrics on the registration sample\n",
             (table or "None: registered without `--sample` and `--target`.") + "\n",
+            *calibration.card_lines(fields.get("calibration")),
             "## Intended use and limits\n",
             "Trained outside modelserve: the metrics are those of the sample given at "
             "registration (which may overlap the training data), and drift monitoring "
@@ -154,8 +155,10 @@ class _Candidate:
 
 
 def _prepare(request: Request, notes: list[str]) -> _Candidate:
-    if not NAME.match(request.name):
-        raise RegisterError(f"model name {request.name!r}: letters, digits, _ . - only")
+    try:
+        names.checked_name(request.name)
+    except names.InvalidNameError as exc:
+        raise RegisterError(str(exc)) from None
     loaded = artifact_input.read_artifact(request.artifact)
     fmt, estimator, target = request.fmt or loaded.fmt, loaded.estimator, request.target
     if fmt not in FORMATS:
@@ -232,8 +235,8 @@ def run(request: Request, registry: Registry) -> RegisterOutcome:
             except Exception as exc:  # production may take other columns: not comparable
                 raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
-        production = train.production_of(registry, name)
-        out.comparison, out.gates = train.judge(
+        production = compare.production_of(registry, name)
+        out.comparison, out.gates = compare.judge(
             registry,
             name,
             production,
@@ -278,6 +281,9 @@ def _store(
         fields["reference"] = build_frame_reference(typed, y, c.features, classification)
         fields["data_fingerprint"] = frame_fingerprint(typed, y)
         fields["rows"] = {"sample": len(sample)}
+        if classification:  # the sample's rows stand in for held-out ones
+            X = schema_infer.model_input(sample, c.features, c.input_format)
+            fields.update(calibration.calibration_fields(loaded.estimator, X, y))
     table = out.comparison.table() if out.comparison else None
     meta = registry.register_bytes(
         name,
@@ -287,6 +293,6 @@ def _store(
         lambda v: {"MODEL_CARD.md": _card(name, v, c.fmt, fields, table)},
     )
     if request.promote:
-        registry.set_alias(name, train.PRODUCTION, meta.version, reason="register")
+        registry.set_alias(name, compare.PRODUCTION, meta.version, reason="register")
     out.version, out.promoted = meta.version, request.promote
     out.report.update(status="registered", version=meta.version, promoted=request.promote)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.registry import names
 from app.registry.artifacts import ArtifactFormat
 from app.registry.metadata import FeatureKind, Task
 from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
@@ -52,6 +53,12 @@ class DataSpec(_Strict):
         default_factory=list,
         description="Columns that may have missing values (empty CSV cells), in training data "
         "(up to validation.max_missing_share) and in requests (null).",
+    )
+    append: list[str] = Field(
+        default_factory=list,
+        description="Files of logged production rows (``modelserve export``, CSV or Parquet, "
+        "relative to the spec file) trained on with the data; their labelled rows that land in "
+        "the held-out split are where the candidate is compared with production.",
     )
 
     @model_validator(mode="after")
@@ -109,7 +116,7 @@ class GateSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=names.NAME_PATTERN)
     task: Task = "classification"
     seed: int = 42
     data: DataSpec

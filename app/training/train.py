@@ -12,7 +12,7 @@ import importlib
 import logging
 import platform
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,11 +23,14 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from app.registry.metadata import Label, ModelMetadata, Task
-from app.registry.store import ModelNotFoundError, Registry, RegistryError
+from app.registry.metadata import Label, Task
+from app.registry.store import Registry
+from app.training import appended
 from app.training import data as data_mod
+from app.training.calibration import calibration_fields
 from app.training.card import model_card
-from app.training.evaluate import Comparison, GateResult, gate, score
+from app.training.compare import PRODUCTION, judge, production_of
+from app.training.evaluate import Comparison, GateResult, score
 from app.training.metrics import METRICS
 from app.training.reference import build_reference, data_fingerprint
 from app.training.spec import SpecError, StepSpec, TrainSpec
@@ -35,7 +38,6 @@ from app.training.validate import ValidationReport, split_schema, table_schema, 
 
 log = logging.getLogger(__name__)
 
-PRODUCTION = "production"
 Status = Literal["registered", "validation_failed", "gate_failed"]
 
 
@@ -147,51 +149,6 @@ def git_commit(cwd: Any) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def production_of(registry: Registry, name: str) -> tuple[str, ModelMetadata] | None:
-    """The production version and its metadata; None for a new model (or no alias yet)."""
-    try:
-        version = registry.resolve(name, PRODUCTION)
-        return version, registry.metadata(name, version)
-    except ModelNotFoundError:
-        return None
-
-
-def judge(
-    registry: Registry,
-    name: str,
-    production: tuple[str, ModelMetadata] | None,
-    candidate: dict[str, float],
-    score_champion: Callable[[Any, ModelMetadata], dict[str, float]],
-    thresholds: dict[str, float],
-    primary: str,
-    tolerance: float,
-    report: dict[str, Any],
-) -> tuple[Comparison, list[GateResult]]:
-    """Gate the candidate and compare it with production (``score_champion``: its estimator and
-    metadata) on the same rows into ``report``: one step, so train and register agree."""
-    champion: dict[str, float] | None = None
-    if production is not None:
-        try:
-            loaded = registry.load(name, production[0])
-            champion = score_champion(loaded.estimator, loaded.metadata)
-        except (RegistryError, ValueError) as exc:
-            report["champion_error"] = str(exc)
-    comparison = Comparison(
-        production[0] if production else None, candidate, champion, primary, tolerance
-    )
-    gates = gate(candidate, thresholds)
-    report["metrics"] = candidate
-    report["gate"] = [{"rule": g.rule, "value": g.value, "ok": g.ok} for g in gates]
-    report["comparison"] = {
-        "production_version": comparison.champion_version,
-        "primary": comparison.primary,
-        "tolerance": tolerance,
-        "candidate_not_worse": comparison.candidate_not_worse,
-        "rows": comparison.rows(),
-    }
-    return comparison, gates
-
-
 def _cv_scores(spec: TrainSpec, estimator: Any, split: data_mod.Split) -> dict[str, float]:
     folds = spec.split.cv_folds
     if folds < 2:
@@ -219,7 +176,7 @@ def run(
     report: dict[str, Any] = {"name": spec.name, "spec": spec.model_dump(mode="json")}
     production = production_of(registry, spec.name)
     prod_meta = production[1] if production else None
-    frame = data_mod.load_frame(spec)
+    frame, from_production = appended.with_production(spec, data_mod.load_frame(spec))
     features = prod_meta.feature_names if prod_meta and spec.data.features is None else None
     features = features or data_mod.feature_columns(spec, frame)
 
@@ -236,16 +193,20 @@ def run(
     estimator = build_estimator(spec)
     estimator.fit(split.inputs_train, split.y_train)
     candidate = score(estimator, spec.task, split.inputs_test, split.y_test)
+    live = appended.production_held_out(split, from_production) if spec.data.append else None
+    on = live or split
     comparison, gates = judge(
         registry,
         spec.name,
         production,
         candidate,
-        lambda champion, meta: score(champion, spec.task, split.held_out_for(meta), split.y_test),
+        lambda champion, meta: score(champion, spec.task, on.held_out_for(meta), on.y_test),
         spec.thresholds,
         spec.primary_metric,
         tolerance,
         report,
+        None if live is None else score(estimator, spec.task, on.inputs_test, on.y_test),
+        "held-out rows" if live is None else f"{len(live.y_test)} held-out production rows",
     )
     if not all(g.ok for g in gates):
         report["status"] = "gate_failed"
@@ -269,7 +230,10 @@ def run(
         "spec": spec.model_dump(mode="json", by_alias=True),
         "git_commit": git_commit(spec.base_dir),
         "rows": {"train": len(split.train), "test": len(split.test)},
+        **calibration_fields(estimator, split.inputs_test, split.y_test, spec.seed),
     }
+    if spec.data.append:
+        fields["rows"]["production"] = int(from_production.sum())
     rows = (len(split.train), len(split.test))
 
     def card(version: str) -> dict[str, str]:
