@@ -25,7 +25,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from app.registry import artifacts
+from app.registry import artifacts, names
 from app.registry.aliases import read_doc, record_move, rollback_target, write_doc
 from app.registry.artifacts import ARTIFACT_NAMES, ArtifactFormat
 from app.registry.errors import (
@@ -82,8 +82,8 @@ class Registry:
         )
 
     def model_dir(self, name: str) -> Path:
-        path = self.root / name
-        if "/" in name or name.startswith(".") or not path.is_dir():
+        path = self.root / names.checked_name(name)  # before any filesystem call
+        if not path.is_dir():
             raise ModelNotFoundError(f"model {name!r} is not in the registry at {self.root}")
         return path
 
@@ -97,7 +97,7 @@ class Registry:
         return sorted(found, key=int)
 
     def metadata(self, name: str, version: str) -> ModelMetadata:
-        path = self.model_dir(name) / str(version) / METADATA_FILE
+        path = self.model_dir(name) / names.checked_version(str(version)) / METADATA_FILE
         if not path.is_file():
             raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
         return ModelMetadata.model_validate_json(path.read_bytes())
@@ -157,7 +157,7 @@ class Registry:
         A read-only or full registry is an operator's problem to fix, not a crash: the CLI
         reports it as one line naming the path instead of a traceback.
         """
-        model_dir = self.root / name
+        model_dir = self.root / names.checked_name(name)
         try:
             model_dir.mkdir(parents=True, exist_ok=True)
             with FileLock(str(model_dir / LOCK_FILE), timeout=60):
