@@ -120,3 +120,68 @@ LOG_WRITE_FAILURES = Counter(
     "Prediction-log or feedback writes that failed (predictions are still answered).",
     ["operation"],
 )
+
+
+# ---- deployment: canary and shadow versions side by side ------------------------------------
+# Every request routed to a version counts once by outcome; rows scored off the request path by
+# a second version (a shadow behind production, or production behind a canary) count agreement.
+
+VERSION_REQUESTS = Counter(
+    "modelserve_version_requests",
+    "Prediction requests answered by each version, by outcome (ok, or the error reason).",
+    ["model", "version", "outcome"],  # outcome: ok | an app.errors.ErrorReason value
+)
+VERSION_ROLE = _latest_gauge(
+    "modelserve_version_role",
+    "1 while the version holds the role (production, canary, shadow), else 0.",
+    ["model", "version", "role"],
+)
+CANARY_WEIGHT = _latest_gauge(
+    "modelserve_canary_weight_ratio",
+    "Share of the production alias's requests sent to the canary version (0 without one).",
+    ["model"],
+)
+AGREEMENT = Counter(
+    "modelserve_agreement",
+    "Rows scored by both this version and production (classifiers), by whether they agree.",
+    ["model", "version", "outcome"],  # outcome: agree | disagree
+)
+AGREEMENT_DIFFERENCE = Histogram(
+    "modelserve_agreement_abs_difference",
+    "Absolute difference between this version's and production's prediction (regressors).",
+    ["model", "version"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 100),
+)
+SHADOW_DROPPED = Counter(
+    "modelserve_shadow_dropped",
+    "Requests not scored off the request path because the shadow queue was full.",
+    ["model"],
+)
+SHADOW_FAILURES = Counter(
+    "modelserve_shadow_failures",
+    "Off-path scorings that raised (production's answers are unaffected).",
+    ["model", "version"],
+)
+SHADOW_FEEDBACK = Counter(
+    "modelserve_shadow_feedback",
+    "Ground-truth labels judged against a shadow version's answer for the same row.",
+    ["model", "version", "outcome"],  # outcome: correct | incorrect
+)
+
+
+# ---- estimated accuracy: confidence before labels arrive ------------------------------------
+# The mean calibrated top-class probability of the predictions is their expected accuracy
+# (_sum / _count, summed over workers and replicas by a recording rule).
+
+PREDICTION_CONFIDENCE = Histogram(
+    "modelserve_prediction_confidence",
+    "Calibrated top-class probability of each prediction (classifiers with predict_proba; "
+    "the version's isotonic map from metadata applied). _sum / _count is the expected accuracy.",
+    ["model", "version"],
+    buckets=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
+)
+HELDOUT_ACCURACY = _latest_gauge(
+    "modelserve_heldout_accuracy_ratio",
+    "Accuracy of the version on its held-out rows at training or registration (from metadata).",
+    ["model", "version"],
+)

@@ -35,6 +35,8 @@ EVERY_METRIC = [
     "modelserve_batch_size_count",
     "modelserve_model_info",
     "modelserve_model_loaded_timestamp_seconds",
+    "modelserve_prediction_confidence_count",
+    "modelserve_heldout_accuracy_ratio",
 ]
 
 

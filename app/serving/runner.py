@@ -15,6 +15,7 @@ from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher
+from app.serving.confidence import ConfidenceCounter
 from app.serving.contract import InputContract, Rows, concat
 from app.serving.drift import DriftCounter
 from app.serving.exactness import derives_exactly, merges_exactly, probe_records
@@ -47,11 +48,13 @@ class ServedModel:
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
         self._prediction_value = metrics.PREDICTION_VALUE.labels(self.name, self.version)
         self._drift = DriftCounter(self.metadata)
+        self._confidence = ConfidenceCounter(self.metadata, self.has_proba)
         self._class_counters = {
             str(label): metrics.PREDICTIONS.labels(self.name, self.version, str(label))
             for label in (self.metadata.classes or [])
         }
-        queue_depth = metrics.QUEUE_DEPTH.labels(self.name)
+        self._queue_depth = metrics.QUEUE_DEPTH.labels(self.name)
+        self._depth = 0
         self._executor = executor
         self._batcher = MicroBatcher(
             self._call_model,
@@ -59,7 +62,7 @@ class ServedModel:
             max_rows=settings.batch_max_rows,
             max_wait_s=settings.batch_max_wait_ms / 1000,
             max_queue=settings.queue_size,
-            on_depth=queue_depth.set,
+            on_depth=self._on_depth,
             predict_each=self._call_each,
         )
 
@@ -107,8 +110,26 @@ class ServedModel:
 
     def activate(self) -> None:
         metrics.MODEL_INFO.labels(self.name, self.version, self.metadata.sha256).set(1)
+        self.announce()
+
+    def announce(self) -> None:
+        """Publish the load time and the drift reference (a canary or shadow does this only)."""
         metrics.MODEL_LOADED_TIMESTAMP.labels(self.name, self.version).set(self.loaded_at)
         self._drift.publish_reference()
+        self._confidence.publish()
+
+    def score_off_path(self, rows: Rows, *, timed: bool) -> BatchResult:
+        """One model call outside the batcher and the served counters (shadow scoring)."""
+        start = time.perf_counter()
+        result = self._predict_raw(rows)
+        if timed:
+            self._inference_time.observe(time.perf_counter() - start)
+        return result
+
+    def _on_depth(self, depth: int) -> None:
+        # By difference: a canary's batcher shares the model's gauge with production's.
+        self._queue_depth.inc(depth - self._depth)
+        self._depth = depth
 
     def deactivate(self) -> None:
         metrics.MODEL_INFO.labels(self.name, self.version, self.metadata.sha256).set(0)
@@ -127,6 +148,7 @@ class ServedModel:
         self._inference_time.observe(time.perf_counter() - start)
         self._batch_size.observe(len(rows))
         self._count(result.predictions)
+        self._confidence.observe(result.probabilities)
         self._drift.observe(rows)
         return result
 
@@ -147,6 +169,8 @@ class ServedModel:
             scored.append((rows, result))
         if scored:
             self._count(np.concatenate([r.predictions for _, r in scored]))
+            if self._confidence.enabled:
+                self._confidence.observe(np.concatenate([r.probabilities for _, r in scored]))
             self._drift.observe(concat([rows for rows, _ in scored]))
         return outcomes
 
