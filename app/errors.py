@@ -20,6 +20,7 @@ class ErrorReason(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"
     BODY_TOO_LARGE = "body_too_large"
     BODY_TIMEOUT = "body_timeout"
+    CLIENT_DISCONNECTED = "client_disconnected"  # the client left before its body was sent
     HEADER_TIMEOUT = "header_timeout"
     # the model
     UNKNOWN_MODEL = "unknown_model"

@@ -35,11 +35,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators, written as
+# Python escapes: a client's CR/LF, NUL or ESC can neither forge a line nor reach a terminal.
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (unchanged, and fast, when it has none)."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
 class TextFormatter(logging.Formatter):
+    """``asctime level logger message request_id=... key=value...``, always exactly one line.
+
+    The message, every extra value and a traceback (its newlines included) are escaped, since
+    any of them may carry client-supplied text: a request path, a model name, an exception's
+    message. The JSON format needs none of this (its strings are quoted).
+    """
+
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extra = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _RESERVED)
-        return f"{base} request_id={request_id_var.get()} {extra}".rstrip()
+        return one_line(f"{base} request_id={request_id_var.get()} {extra}".rstrip())
 
 
 def configure_logging(log_format: str = "text", level: str = "info") -> None:

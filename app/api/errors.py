@@ -28,6 +28,7 @@ STATUS: Mapping[ErrorReason, int] = {
     R.BATCH_TOO_LARGE: 413,
     R.BODY_TOO_LARGE: 413,
     R.BODY_TIMEOUT: 408,
+    R.CLIENT_DISCONNECTED: 499,  # nginx's "client closed request": never sent, only counted
     R.HEADER_TIMEOUT: 408,
     R.UNKNOWN_MODEL: 404,
     R.NOT_READY: 503,
