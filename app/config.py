@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     version_cache_size: int = Field(
         4, ge=1, description="Pinned versions (/v2/.../versions/{v}) kept loaded, LRU."
     )
+    shadow_queue_size: int = Field(
+        1000,
+        ge=1,
+        description="Requests waiting to be scored by a shadow (or by production behind a "
+        "canary); beyond it they are dropped and counted, never slowing the answers.",
+    )
 
     # ---- prediction log (app/monitoring) ----
     prediction_log_enabled: bool = Field(True, description="Log predictions; needed by feedback.")

@@ -26,6 +26,7 @@ from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog
 from app.registry.store import Registry, RegistryError
 from app.server.metrics_port import start_metrics_server
+from app.server.workers import start_sweeping
 from app.serving.manager import ModelManager, choose_default_model
 from app.serving.scoring import Inference
 
@@ -40,7 +41,10 @@ def build_services(settings: Settings) -> Services:
     models = ModelManager(registry, settings)
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
-    inference = Inference(models, sink, settings.request_timeout_s)
+    shadow_sink = prediction_log.submit_shadow if prediction_log is not None else None
+    inference = Inference(
+        models, sink, settings.request_timeout_s, shadow_sink, settings.shadow_queue_size
+    )
     return Services(settings, registry, models, inference, prediction_log)
 
 
@@ -68,6 +72,7 @@ def _lifespan(services: Services) -> Any:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Load in the background: /health/live answers at once, /health/ready says 503 until
         # every model is verified, loaded and warmed.
+        stop_sweeping = start_sweeping()  # the live gauges of workers that were killed
         if plog is not None:
             plog.start()
         stop_metrics = start_metrics_server(settings)
@@ -76,9 +81,12 @@ def _lifespan(services: Services) -> Any:
         yield {"header_timeout_s": settings.header_timeout_s}
         if stop_metrics is not None:
             stop_metrics()
+        if stop_sweeping is not None:
+            stop_sweeping()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
+        await services.inference.close()  # queued shadow scoring, while the models are up
         await services.models.stop()
         if plog is not None:  # after the models: their last rows get written too
             await asyncio.to_thread(plog.stop)

@@ -17,6 +17,7 @@ from app.api.codecs import v1
 from app.api.deps import Services
 from app.api.errors import render
 from app.errors import RequestError
+from app.serving.routing import ROUTING_KEY_HEADER, routing_key_var
 
 V1_PREFIX = "/v1/models/"
 V1_SUFFIX = ":predict"
@@ -35,6 +36,14 @@ def predict_target(method: str, path: str, default_model: str) -> str | None:
     return None
 
 
+def routing_key(headers: list[tuple[bytes, bytes]]) -> str:
+    """``X-Routing-Key`` (at most 256 bytes used), or "" when the client sent none."""
+    for key, value in headers:
+        if key == ROUTING_KEY_HEADER:
+            return value[:256].decode("latin-1")
+    return ""
+
+
 class PredictDispatch:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -45,6 +54,8 @@ class PredictDispatch:
         name = None
         if scope["type"] == "http":
             name = predict_target(scope["method"], scope["path"], self.default_model)
+            # Read here for every protocol (FastAPI's routes run inside this layer too).
+            routing_key_var.set(routing_key(scope["headers"]))
         if name is None:
             await self.app(scope, receive, send)
             return

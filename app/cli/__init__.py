@@ -24,6 +24,7 @@ cli.command()(register.register)
 cli.command()(registry.versions)
 cli.command()(registry.promote)
 cli.command()(registry.rollback)
+cli.command()(registry.shadow)
 cli.command()(registry.verify)
 cli.command()(simulate.simulate)
 

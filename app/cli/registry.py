@@ -1,4 +1,4 @@
-"""Registry commands: ``models``, ``versions``, ``promote``, ``rollback``, ``verify``.
+"""Registry commands: ``models``, ``versions``, ``promote``, ``rollback``, ``shadow``, ``verify``.
 
 Thin wrappers over ``app.registry.store``; a registry error is one ``error:`` line and exit 1,
 never a traceback.
@@ -11,9 +11,18 @@ from typing import Annotated
 import typer
 
 from app.cli.common import RegistryOpt, fail, open_registry
+from app.registry.deployment import PRODUCTION, Deployments
 from app.registry.store import RegistryError
 
 AliasOpt = Annotated[str, typer.Option("--alias", help="Alias to move.")]
+CanaryOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--canary",
+        help="Send this percent of production's requests to VERSION instead of promoting it.",
+        show_default=False,
+    ),
+]
 
 
 def list_models(registry: RegistryOpt = None) -> None:
@@ -52,26 +61,75 @@ def versions(name: str, registry: RegistryOpt = None) -> None:
 
 
 def promote(
-    name: str, version: str, alias: AliasOpt = "production", registry: RegistryOpt = None
+    name: str,
+    version: str,
+    alias: AliasOpt = PRODUCTION,
+    canary: CanaryOpt = None,
+    registry: RegistryOpt = None,
 ) -> None:
-    """Point an alias (default production) at a version, after verifying its checksum."""
+    """Point an alias (default production) at a version, after verifying its checksum.
+
+    With --canary PERCENT, VERSION answers that share of production's requests instead;
+    promoting without the flag finishes a canary, `rollback` ends it.
+    """
     reg = open_registry(registry)
+    deployments = Deployments(reg)
     try:
+        if canary is not None:
+            if alias != PRODUCTION:
+                raise ValueError("--canary splits the production alias; drop --alias")
+            state = deployments.start_canary(name, version, canary, reason="canary")
+            typer.echo(
+                f"{name}: canary {state.canary} takes {state.canary_percent:g}% of production "
+                f"{state.production}'s requests"
+            )
+            return
         resolved = reg.resolve(name, version)
-        before = reg.aliases(name).get(alias)
-        reg.set_alias(name, alias, resolved, reason="promote")
+        if alias == PRODUCTION:
+            before = deployments.promote(name, resolved)
+        else:
+            before = reg.aliases(name).get(alias)
+            reg.set_alias(name, alias, resolved, reason="promote")
     except (RegistryError, ValueError) as exc:
         raise fail(f"not promoted: {exc}") from None
     typer.echo(f"{name}: {alias} {before or '-'} -> {resolved}")
 
 
-def rollback(name: str, alias: AliasOpt = "production", registry: RegistryOpt = None) -> None:
-    """Point an alias back at the version it had before the current one."""
+def rollback(name: str, alias: AliasOpt = PRODUCTION, registry: RegistryOpt = None) -> None:
+    """End a running canary; without one, point the alias back at its previous version."""
+    reg = open_registry(registry)
     try:
-        before, after = open_registry(registry).rollback(name, alias)
+        if alias == PRODUCTION:
+            ended = Deployments(reg).end_canary(name, reason="rollback")
+            if ended is not None:
+                production = reg.aliases(name).get(PRODUCTION, "-")
+                typer.echo(
+                    f"{name}: canary {ended} ended (rollback); production stays {production}"
+                )
+                return
+        before, after = reg.rollback(name, alias)
     except (RegistryError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"{name}: {alias} {before} -> {after} (rollback)")
+
+
+def shadow(
+    name: str,
+    version: Annotated[str | None, typer.Argument(help="Version to shadow production.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Stop shadowing.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Score every production row with VERSION too, off the request path; --off stops it."""
+    if (version is None) == (not off):
+        raise fail("give a VERSION to shadow, or --off")
+    try:
+        before = Deployments(open_registry(registry)).set_shadow(name, None if off else version)
+    except (RegistryError, ValueError) as exc:
+        raise fail(f"shadow not changed: {exc}") from None
+    if off:
+        typer.echo(f"{name}: shadow {before or '-'} stopped")
+    else:
+        typer.echo(f"{name}: shadow {before or '-'} -> {version} (scores production's rows)")
 
 
 def verify(

@@ -204,7 +204,25 @@ def submit_feedback(
         raise RequestError(ErrorReason.LOG_UNAVAILABLE, message) from None
     for j in judged:
         j.count()
+    _judge_shadows(plog, metadata, {j.item.prediction_id: j.item for j in judged})
     return judged
+
+
+def _judge_shadows(
+    plog: PredictionLog, metadata: MetadataFn, items: dict[str, FeedbackItem]
+) -> None:
+    """Count the labels against any shadow's answers for the same rows (classifiers).
+
+    The label is already stored: a failure here is logged and costs only the shadow's count.
+    A shadow output still in a write buffer when its label arrives is not judged.
+    """
+    try:
+        for stored in plog.backend.get_shadow(list(items)):
+            judged = judge(items[stored.id], stored, metadata(stored.model, stored.version))
+            if judged.outcome is not None:
+                metrics.SHADOW_FEEDBACK.labels(stored.model, stored.version, judged.outcome).inc()
+    except (LogBackendError, RegistryError, OSError, ValueError, RequestError) as exc:
+        log.warning("shadow answers not judged: %s", exc)
 
 
 def _find(plog: PredictionLog, ids: list[str]) -> dict[str, StoredPrediction]:

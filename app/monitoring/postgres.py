@@ -26,6 +26,7 @@ from app.monitoring.records import (
     FeedbackRow,
     LogBackendError,
     PredictionRow,
+    ShadowRow,
     StoredPrediction,
 )
 
@@ -146,6 +147,7 @@ class PostgresBackend:
             with conn.transaction():
                 deleted = conn.execute("DELETE FROM predictions WHERE time < %s", (before,))
                 conn.execute("DELETE FROM feedback WHERE time < %s", (before,))
+                conn.execute("DELETE FROM shadow_predictions WHERE time < %s", (before,))
                 return max(deleted.rowcount, 0)
 
         return self._call("writer", work, idempotent=True)
@@ -159,6 +161,29 @@ class PostgresBackend:
 
         rows = self._call("reader", work, idempotent=True)
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        def work(conn: Conn) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO shadow_predictions VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (prediction_id, version) DO NOTHING",
+                    rows,
+                )
+
+        if rows:
+            self._call("writer", work, idempotent=True)
+
+    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
+        def work(conn: Conn) -> list[TupleRow]:
+            return conn.execute(
+                "SELECT prediction_id, time, model, version, output FROM shadow_predictions "
+                "WHERE prediction_id = ANY(%s)",
+                (list(ids),),
+            ).fetchall()
+
+        rows = self._call("reader", work, idempotent=True)
+        return [StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]:
         def work(conn: Conn) -> list[TupleRow]:

@@ -27,7 +27,7 @@ import orjson
 from app import metrics
 from app.config import Settings
 from app.monitoring.backend import open_backend
-from app.monitoring.records import LogBackend, PredictionRow
+from app.monitoring.records import LogBackend, PredictionRow, ShadowRow
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,27 @@ class _Entry:
     predictions: npt.NDArray[Any]
     probabilities: npt.NDArray[Any] | None
     ids: Sequence[str]
+    shadow: bool = False  # a shadow version's outputs for production's ids (no inputs)
 
 
-def _serialize(entry: _Entry) -> list[PredictionRow]:
+def _outputs(entry: _Entry) -> list[str]:
     predictions = entry.predictions.tolist()
     proba = entry.probabilities
     proba_rows = proba.tolist() if proba is not None else [None] * len(predictions)
+    return [
+        orjson.dumps({"prediction": pred, "probabilities": p}).decode()
+        for pred, p in zip(predictions, proba_rows, strict=True)
+    ]
+
+
+def _serialize_shadow(entry: _Entry) -> list[ShadowRow]:
+    return [
+        (pid, entry.time, entry.model, entry.version, output)
+        for pid, output in zip(entry.ids, _outputs(entry), strict=True)
+    ]
+
+
+def _serialize(entry: _Entry) -> list[PredictionRow]:
     return [
         (
             pid,
@@ -60,11 +75,9 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
             entry.model,
             entry.version,
             orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-            orjson.dumps({"prediction": pred, "probabilities": p}).decode(),
+            output,
         )
-        for pid, row, pred, p in zip(
-            entry.ids, _rows(entry.rows), predictions, proba_rows, strict=True
-        )
+        for pid, row, output in zip(entry.ids, _rows(entry.rows), _outputs(entry), strict=True)
     ]
 
 
@@ -119,11 +132,26 @@ class PredictionLog:
         ids: Sequence[str],
     ) -> None:
         """Queue rows for writing; never blocks on I/O and never raises."""
+        self._append(_Entry(time.time(), model, version, rows, predictions, probabilities, ids))
+
+    def submit_shadow(
+        self,
+        model: str,
+        version: str,
+        predictions: npt.NDArray[Any],
+        probabilities: npt.NDArray[Any] | None,
+        ids: Sequence[str],
+    ) -> None:
+        """Queue a shadow version's outputs for the production predictions ``ids``."""
+        now = time.time()
+        self._append(_Entry(now, model, version, None, predictions, probabilities, ids, True))
+
+    def _append(self, entry: _Entry) -> None:
+        ids = entry.ids
         with self._cond:
             if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
                 metrics.LOG_WRITE_FAILURES.labels(OP_BUFFER_FULL).inc(len(ids))
                 return
-            entry = _Entry(time.time(), model, version, rows, predictions, probabilities, ids)
             self._buffer.append(entry)
             self._buffered_rows += len(ids)
             self._submitted += 1
@@ -170,12 +198,15 @@ class PredictionLog:
                 return
 
     def _write(self, entries: list[_Entry]) -> None:
-        rows = [row for entry in entries for row in _serialize(entry)]
+        rows = [row for entry in entries if not entry.shadow for row in _serialize(entry)]
+        shadow = [row for entry in entries if entry.shadow for row in _serialize_shadow(entry)]
         try:
             self.backend.write_predictions(rows)
+            if shadow:  # after production's rows: a shadow row never lacks its prediction
+                self.backend.write_shadow(shadow)
         except Exception as exc:
-            metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(len(rows))
-            log.error("prediction log: %d rows not written: %s", len(rows), exc)
+            metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(len(rows) + len(shadow))
+            log.error("prediction log: %d rows not written: %s", len(rows) + len(shadow), exc)
 
     def _maybe_purge(self) -> None:
         if self.retention_s <= 0:

@@ -1,8 +1,9 @@
 """What the prediction log stores, and the interface every storage backend implements.
 
-Two tables: ``predictions`` (id, time, model, version, inputs as a JSON list in feature order,
-output as JSON ``{"prediction", "probabilities"}``) and ``feedback`` (one row per prediction id;
-its primary key is what makes a second label a conflict, in every worker and replica at once).
+Three tables: ``predictions`` (id, time, model, version, inputs as a JSON list in feature order,
+output as JSON ``{"prediction", "probabilities"}``), ``feedback`` (one row per prediction id;
+its primary key is what makes a second label a conflict, in every worker and replica at once)
+and ``shadow_predictions`` (a shadow version's output for a production prediction's row).
 Their DDL and its versions are in ``app/monitoring/schema.py``.
 """
 
@@ -14,6 +15,8 @@ from typing import Protocol
 
 # (id, time, model, version, inputs JSON, output JSON)
 PredictionRow = tuple[str, float, str, str, str, str]
+# (production prediction id, time, model, shadow version, output JSON)
+ShadowRow = tuple[str, float, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class LogBackend(Protocol):
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None: ...
 
     def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]: ...
+
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> None: ...
+
+    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
+        """Shadow outputs for these production ids (``id`` is the production id)."""
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]: ...
 

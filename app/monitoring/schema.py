@@ -56,6 +56,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: exporting one model's rows in time order
         "CREATE INDEX IF NOT EXISTS predictions_model_time ON predictions (model, time)",
     ),
+    (  # 3: a shadow version's outputs for the rows production answered (same inputs)
+        """CREATE TABLE IF NOT EXISTS shadow_predictions (
+    prediction_id TEXT NOT NULL,
+    time {float} NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (prediction_id, version)
+)""",
+        "CREATE INDEX IF NOT EXISTS shadow_predictions_time ON shadow_predictions (time)",
+    ),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

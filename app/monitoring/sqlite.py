@@ -16,6 +16,7 @@ from app.monitoring.records import (
     FeedbackRow,
     LogBackendError,
     PredictionRow,
+    ShadowRow,
     StoredPrediction,
 )
 
@@ -132,6 +133,7 @@ class SqliteBackend:
             with _immediate(conn):
                 deleted = conn.execute("DELETE FROM predictions WHERE time < ?", (before,))
                 conn.execute("DELETE FROM feedback WHERE time < ?", (before,))
+                conn.execute("DELETE FROM shadow_predictions WHERE time < ?", (before,))
             return int(deleted.rowcount)
 
         return self._call("writer", work)
@@ -146,6 +148,24 @@ class SqliteBackend:
 
         rows = self._call("reader", work)
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.executemany(
+                    "INSERT OR IGNORE INTO shadow_predictions VALUES (?, ?, ?, ?, ?)", rows
+                )
+
+        self._call("writer", work)
+
+    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, float, str, str, str]]:
+            marks = ",".join("?" * len(ids))
+            columns = "prediction_id, time, model, version, output"
+            query = f"SELECT {columns} FROM shadow_predictions WHERE prediction_id IN ({marks})"  # noqa: S608
+            return conn.execute(query, list(ids)).fetchall()
+
+        return [StoredPrediction(*r) for r in self._call("reader", work)]
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]:
         def work(conn: sqlite3.Connection) -> list[tuple[str]]:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from app import metrics
 from app.config import Settings
+from app.registry.deployment import Deployment, Deployments
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
+from app.serving.companions import Companions, production_role
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class ModelManager:
         # Versions pinned by /v2/models/{name}/versions/{v} that are not the served one, LRU.
         self._pinned: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
         self._pinned_lock = asyncio.Lock()
+        self.companions = Companions(self._load_async, self._in_use)
 
     # ---- lookups used by the routes --------------------------------------------------
 
@@ -126,6 +129,9 @@ class ModelManager:
         current = self.served.get(name)
         if current is not None and current.version == version:
             return current
+        companion = self.companions.find(name, version)
+        if companion is not None:
+            return companion
         if not version.isdigit():
             raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
         key = (name, version)
@@ -142,6 +148,10 @@ class ModelManager:
                 await evicted.close()
             log.info("loaded pinned version", extra={"model": name, "version": version})
             return served
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:  # shadow scoring queues behind served calls
+        return self._executor
 
     @property
     def ready(self) -> bool:
@@ -176,6 +186,7 @@ class ModelManager:
                 await self._poller
         for served in [*self.served.values(), *self._pinned.values()]:
             await served.close()
+        await self.companions.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._loader.shutdown(wait=False, cancel_futures=True)
 
@@ -201,7 +212,20 @@ class ModelManager:
                 result = await self._refresh_one(name, state, force=force)
                 if result is not None:
                     results.append(result)
+                deployment = await self._deployment(name, state)
+                await self.companions.update(name, self.served.get(name), deployment, force)
             return results
+
+    async def _deployment(self, name: str, state: ModelState) -> Deployment | None:
+        """The canary and shadow to serve beside production (none beside another alias)."""
+        if state.alias != PRODUCTION or name not in self.served:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._loader, Deployments(self.registry).read, name)
+        except (RegistryError, ValueError, OSError) as exc:
+            log.warning("reading the deployment of %s failed: %s", name, exc)
+            return None
 
     async def _refresh_one(
         self, name: str, state: ModelState, *, force: bool = False
@@ -220,22 +244,33 @@ class ModelManager:
             return None  # already failed on this exact version; wait for the alias to move
         state.wanted_version = version
         try:
-            new = await loop.run_in_executor(self._loader, self._load, name, version)
+            # A finished canary is already loaded and warm: it takes over as it is.
+            new = self.companions.find(name, version) or await self._load_async(name, version)
         except Exception as exc:
             return self._failed(name, state, current, version, exc)
         self.served[name] = new  # the swap: new requests see the new version from here on
         state.error = None
         new.activate()
+        production_role(current, new)
         old_version = None
         if current is not None:
             old_version = current.version
             if current.version != new.version:
                 current.deactivate()
-            await current.close()
+            if not self._in_use(current):
+                await current.close()
         log.info(
             "serving model", extra={"model": name, "version": version, "previous": old_version}
         )
         return SwapResult(name, old_version, version)
+
+    async def _load_async(self, name: str, version: str) -> ServedModel:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._loader, self._load, name, version)
+
+    def _in_use(self, served: ServedModel) -> bool:
+        """Whether a version still answers for the model (production, canary or shadow)."""
+        return any(s is served for s in self.served.values()) or self.companions.holds(served)
 
     def _load(self, name: str, version: str) -> ServedModel:
         artifact = self.registry.load(name, version)

@@ -6,6 +6,11 @@ model's batcher under the request timeout, mints one prediction id per row, hand
 the prediction log and returns a typed result. Every refusal on the way is a ``RequestError``
 counted once in ``modelserve_prediction_errors_total``. Codecs (``app.api.codecs``, the CLI)
 only decode bodies and encode results.
+
+A request for a model's production alias may be answered by its canary instead
+(``app.serving.routing``); rows answered by one version are then offered to the shadow queue to
+be scored by the other (production behind a canary, a shadow behind production), after the
+answer. Each request counts once per answering version in ``modelserve_version_requests_total``.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import numpy.typing as npt
 from app import metrics
 from app.errors import ErrorReason, RequestError
 from app.registry.store import ModelNotFoundError, RegistryError
-from app.serving.batching import QueueFullError
+from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import Rows
 from app.serving.manager import ModelManager, ModelNotReadyError
+from app.serving.routing import current_key, to_canary
 from app.serving.runner import ServedModel
+from app.serving.shadow import Job, ShadowQueue, ShadowSink
 from app.serving.typed import unknown_category
 
 log = logging.getLogger(__name__)
@@ -67,11 +74,27 @@ def new_ids(n: int) -> list[str]:
     return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
+@dataclass(frozen=True)
+class Route:
+    answer: ServedModel
+    other: ServedModel | None = None  # scores the same rows off the request path
+    compared: str = ""  # the non-production version of the two
+    is_shadow: bool = False
+
+
 class Inference:
-    def __init__(self, models: ModelManager, sink: PredictionSink | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        sink: PredictionSink | None,
+        timeout_s: float,
+        shadow_sink: ShadowSink | None = None,
+        shadow_queue_size: int = 1000,
+    ) -> None:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
+        self.shadow = ShadowQueue(models.executor, shadow_sink, max_jobs=shadow_queue_size)
 
     async def infer(
         self,
@@ -81,16 +104,47 @@ class Inference:
         trace: MutableMapping[str, Any] | None = None,
     ) -> tuple[D, InferenceResult]:
         """Resolve, decode, score, log. ``trace`` receives model, version and instances."""
-        served = await self.resolve(name, version)
+        route = await self.route(name, version)
+        served = route.answer
         if trace is not None:
             trace["model"], trace["version"] = name, served.version
         try:
-            request = await decode(served)
+            try:
+                request = await decode(served)
+            except RequestError as exc:
+                raise self._counted(name, exc) from None
+            if trace is not None:
+                trace["instances"] = len(request.rows)
+            result = await self.score(served, request.rows)
         except RequestError as exc:
-            raise self._counted(name, exc) from None
-        if trace is not None:
-            trace["instances"] = len(request.rows)
-        return request, await self.score(served, request.rows)
+            metrics.VERSION_REQUESTS.labels(name, served.version, exc.reason).inc()
+            raise
+        metrics.VERSION_REQUESTS.labels(name, served.version, "ok").inc()
+        if route.other is not None:
+            answered = BatchResult(result.predictions, result.probabilities)
+            self.shadow.offer(
+                Job(route.other, route.compared, request.rows, answered, result.prediction_ids,
+                    route.is_shadow)
+            )  # fmt: skip
+        return request, result
+
+    async def route(self, name: str, version: str | None) -> Route:
+        """Who answers: a pinned version, else the canary for its share of keys, else production."""
+        served = await self.resolve(name, version)
+        if version is not None:
+            return Route(served)
+        companions = self.models.companions
+        canary = companions.canaries.get(name)
+        if canary is not None and to_canary(current_key(), canary.share):
+            return Route(canary.served, served, canary.served.version)
+        shadow = companions.shadows.get(name)
+        if shadow is not None:
+            return Route(served, shadow, shadow.version, is_shadow=True)
+        return Route(served)
+
+    async def close(self) -> None:
+        """Finish the off-path scoring already queued (before the models close)."""
+        await self.shadow.close()
 
     async def resolve(self, name: str, version: str | None = None) -> ServedModel:
         """The served version of ``name``, or the registry version pinned by the caller."""

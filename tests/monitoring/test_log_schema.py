@@ -67,6 +67,7 @@ NOW = time.time()
 OLD_ROWS = [(f"old-{k}", NOW - 60 + k, "iris", "1", "[1.5, 2.0]", OUTPUT) for k in range(3)]
 OLD_LABEL = ("old-0", NOW - 30, "1", "correct", None)
 OLD_INDEXES = {"predictions_time", "feedback_time"}
+NEW_INDEXES = {"predictions_model_time", "shadow_predictions_time"}
 TABLES = ("predictions", "feedback")
 
 INDEXES = {
@@ -197,7 +198,7 @@ def test_a_log_from_before_versions_is_migrated_and_keeps_its_rows(new_store: Ne
     backend = store.open()
     stored = backend.get_predictions([row[0] for row in OLD_ROWS])
     assert store.versions() == [schema.LATEST_VERSION]
-    assert store.indexes() == OLD_INDEXES | {"predictions_model_time"}
+    assert store.indexes() == OLD_INDEXES | NEW_INDEXES
     assert [store.columns(t) for t in TABLES] == layout
     assert sorted((p.id, p.time, p.model, p.version, p.output) for p in stored.values()) == [
         (pid, at, model, version, output) for pid, at, model, version, _, output in OLD_ROWS
@@ -219,7 +220,7 @@ def test_a_fresh_log_gets_the_latest_version_in_the_old_layout_once(
     old.write_old_log()
     fresh.open().write_predictions([OLD_ROWS[0]])
     assert fresh.versions() == [schema.LATEST_VERSION]
-    assert fresh.indexes() == OLD_INDEXES | {"predictions_model_time"}
+    assert fresh.indexes() == OLD_INDEXES | NEW_INDEXES
     assert [fresh.columns(t) for t in TABLES] == [old.columns(t) for t in TABLES]
     for k in (1, 2):  # up to date: opened again, nothing is migrated
         backend = fresh.open()
