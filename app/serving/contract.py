@@ -102,11 +102,13 @@ class InputContract:
             return self._positional(instance, i, path)
         if isinstance(instance, dict):
             return self._named(instance, i, path)
+        # describe_value() speaks of a bad *feature value*; here the whole row has the wrong shape.
+        bare_number = isinstance(instance, int | float) and not isinstance(instance, bool)
+        got = f"the number {instance!r}" if bare_number else describe_value(instance)
         raise _invalid(
             ErrorReason.INVALID_REQUEST,
             f"{path}[{i}]",
-            "must be a list of feature values or an object of feature values, "
-            f"got {describe_value(instance)}",
+            f"must be a list of feature values or an object of feature values, got {got}",
         )
 
     def _positional(self, instance: list[Any], i: int, path: str) -> list[Any]:
