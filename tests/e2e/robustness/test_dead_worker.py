@@ -1,0 +1,88 @@
+"""A worker SIGKILLed under load takes its live gauges with it: once the load stops, the server
+reports nothing in flight and nothing queued (the dead worker's files would say otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.load import Load
+from tests.helpers.promtext import total
+from tests.helpers.support import Server, copy_registry
+
+pytestmark = pytest.mark.e2e
+IDLE_WITHIN_S = 10.0
+
+
+def _workers(supervisor: int) -> set[int]:
+    """The uvicorn worker processes under the supervisor (not multiprocessing's helpers)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.add(int(child))
+    return found
+
+
+def _live(text: str) -> tuple[float, float]:
+    return total(text, "http_requests_inprogress"), total(text, "modelserve_queue_depth")
+
+
+def _wait(what: str, check: object, timeout: float) -> float:
+    assert callable(check)
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"not within {timeout} s: {what}"
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_a_killed_workers_gauges_go_with_it(tmp_path: Path) -> None:
+    registry = copy_registry(tmp_path / "models")
+    metrics_dir = tmp_path / "metrics"
+    env = {
+        "MODELSERVE_POLL_INTERVAL_S": "0",
+        "MODELSERVE_LOG_LEVEL": "warning",
+        "MODELSERVE_PREDICTION_LOG_ENABLED": "false",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    meta = json.loads((registry / "breast-cancer" / "1" / "metadata.json").read_text())
+    body = {"instances": [meta["example"]] * 256}
+    with Server(registry, workdir=tmp_path, env=env, args=("--workers", "2")) as server:
+        assert server.proc is not None
+        server.wait_ready()
+        _wait("two workers", lambda: len(_workers(server.proc.pid)) == 2, 60)
+        workers = _workers(server.proc.pid)
+        load = Load(server.url, body, threads=16)
+        load.start()
+        try:
+            busiest = 0.0
+            for _ in range(20):  # under load, requests are in flight in both workers
+                busiest = max(busiest, _live(httpx.get(server.url + "/metrics").text)[0])
+                time.sleep(0.05)
+            victim = min(workers)
+            os.kill(victim, signal.SIGKILL)
+            _wait("a replacement worker", lambda: _workers(server.proc.pid) - workers, 30)
+            time.sleep(1.0)  # the load goes on against the survivor and the replacement
+        finally:
+            load.stop()
+        assert busiest > 0, "the load never had a request in flight"
+        assert any(o.status == 200 for o in load.outcomes)
+        waited = _wait(
+            "0 in flight and 0 queued",
+            lambda: _live(httpx.get(server.url + "/metrics").text) == (0.0, 0.0),
+            IDLE_WITHIN_S,
+        )
+        print(f"in flight under load up to {busiest:.0f}; idle {waited:.2f} s after the load")
+        assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db"))
+        assert list(metrics_dir.glob(f"counter_{victim}.db")), "its counters are history: kept"
