@@ -1,4 +1,4 @@
-"""One rule for model names and versions; the registry refuses anything else before the filesystem."""
+"""One rule for model names and versions; the registry refuses others before the filesystem."""
 
 from __future__ import annotations
 
