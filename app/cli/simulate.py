@@ -35,6 +35,10 @@ def simulate(
         typer.Option(help="FEATURE=VALUE:SHARE: that share of rows get VALUE (repeatable)."),
     ] = None,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --url.")] = False,
+    progress_every: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds between progress lines on stderr (0: none)."),
+    ] = 10.0,
 ) -> None:
     """Send predictions drawn from the training data, then their (delayed) true labels."""
     import asyncio
@@ -58,11 +62,12 @@ def simulate(
         data=data,
         target=target,
         shifts=shifts,
+        progress_every_s=progress_every,
     )
     try:
         if not allow_remote:
             check_loopback(config.url)
-        summary = asyncio.run(run_simulation(config))
+        summary = asyncio.run(run_simulation(config, lambda line: typer.echo(line, err=True)))
     except SimulationError as exc:
         raise fail(str(exc)) from None
     for line in summary.lines():

@@ -8,7 +8,8 @@ rows get city "oslo"), which moves a categorical feature's mix. Every answered
 prediction gets its true label back on ``POST /feedback`` after ``feedback_delay`` seconds,
 flipped to another class with probability ``label_noise``. Sends are open-loop at ``rate``
 requests per second with bounded concurrency; the run ends at ``duration`` plus the feedback
-delay, at the latest.
+delay, at the latest. The rate reported is requests over the sending window only (the
+feedback delay after it is not sending time); ``progress_every_s`` reports a line while running.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import ipaddress
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ class SimConfig:
     data: Path | None = None
     target: str | None = None
     shifts: tuple[Shift, ...] = ()
+    progress_every_s: float = 0.0  # 0: no progress lines
 
 
 @dataclass
@@ -59,16 +62,30 @@ class SimSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
+    sending_s: float = 0.0  # the sending window: elapsed minus the wait for the last labels
+
+    @property
+    def sent(self) -> int:
+        return self.predictions_ok + sum(self.prediction_errors.values())
+
+    def progress(self, now_s: float) -> str:
+        labels = self.feedback_ok + sum(self.feedback_errors.values())
+        return (
+            f"progress {now_s:6.1f} s  sent {self.sent} ({self.sent / max(now_s, 1e-9):.1f}/s), "
+            f"ok {self.predictions_ok}, errors {sum(self.prediction_errors.values())}, "
+            f"labels sent {labels} ({self.feedback_ok} accepted)"
+        )
 
     def lines(self) -> list[str]:
         lat = np.asarray(self.latencies_ms or [0.0])
-        sent = self.predictions_ok + sum(self.prediction_errors.values())
+        sent = self.sent
         judged = sum(self.outcomes.values())
         accuracy = self.outcomes["correct"] / judged if judged else float("nan")
         return [
-            f"elapsed            {self.elapsed_s:.1f} s",
+            f"elapsed            {self.elapsed_s:.1f} s ({self.sending_s:.1f} s sending, "
+            "then the last labels)",
             f"predictions        {self.predictions_ok} ok of {sent} "
-            f"({sent / max(self.elapsed_s, 1e-9):.1f}/s) errors {dict(self.prediction_errors)}",
+            f"({sent / max(self.sending_s, 1e-9):.1f}/s) errors {dict(self.prediction_errors)}",
             f"latency            p50 {np.percentile(lat, 50):.1f} ms, "
             f"p95 {np.percentile(lat, 95):.1f} ms",
             f"feedback           {self.feedback_ok} accepted, errors {dict(self.feedback_errors)}, "
@@ -90,9 +107,15 @@ def check_loopback(url: str) -> None:
 
 
 class Simulator:
-    def __init__(self, config: SimConfig, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        client: httpx.AsyncClient,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self.client = client
+        self.on_progress = on_progress
         self.rng = np.random.default_rng(config.seed)
         self.summary = SimSummary()
         self.predict_path = "/predict"
@@ -208,12 +231,19 @@ class Simulator:
             if "outcome" in item:
                 self.summary.outcomes[item["outcome"]] += 1
 
+    async def _report_progress(self, start: float) -> None:
+        every = self.config.progress_every_s
+        while self.on_progress is not None and every > 0:
+            await asyncio.sleep(every)
+            self.on_progress(self.summary.progress(time.monotonic() - start))
+
     async def run(self) -> SimSummary:
         await self.prepare()
         start = time.monotonic()
         stop_sending = start + self.config.duration
         self._stop_at = stop_sending + self.config.timeout_s
         feedback = asyncio.create_task(self._send_feedback(stop_sending))
+        progress = asyncio.create_task(self._report_progress(start))
         tasks: set[asyncio.Task[None]] = set()
         sent = 0
         while (now := time.monotonic()) < stop_sending:
@@ -227,8 +257,11 @@ class Simulator:
         try:
             if tasks:
                 await asyncio.gather(*tasks)
+            # Sending is over once the last prediction is answered; waiting for labels is not.
+            self.summary.sending_s = time.monotonic() - start
             await feedback
         finally:
+            progress.cancel()
             feedback.cancel()
             for task in tasks:
                 task.cancel()
@@ -236,9 +269,11 @@ class Simulator:
         return self.summary
 
 
-async def simulate(config: SimConfig) -> SimSummary:
+async def simulate(
+    config: SimConfig, on_progress: Callable[[str], None] | None = None
+) -> SimSummary:
     limits = httpx.Limits(max_connections=config.concurrency)
     async with httpx.AsyncClient(
         base_url=config.url, timeout=config.timeout_s, limits=limits
     ) as client:
-        return await Simulator(config, client).run()
+        return await Simulator(config, client, on_progress).run()
