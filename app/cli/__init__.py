@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import predict, register, registry, serve, simulate, train
+from app.cli import export, predict, register, registry, rollout, serve, simulate, train
 
 cli = typer.Typer(
     name="modelserve",
@@ -25,8 +25,10 @@ cli.command()(registry.versions)
 cli.command()(registry.promote)
 cli.command()(registry.rollback)
 cli.command()(registry.shadow)
+cli.command()(rollout.rollout)
 cli.command()(registry.verify)
 cli.command()(simulate.simulate)
+cli.command()(export.export)
 
 
 def main() -> None:
