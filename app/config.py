@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,6 +100,23 @@ class Settings(BaseSettings):
         if self.prediction_log is not None:
             return self.prediction_log.expanduser().resolve()
         return self.registry.parent / "data" / "predictions.db"
+
+    @property
+    def prediction_log_where(self) -> str:
+        """Where the log goes and which setting chose it, for the start-up log (no password)."""
+        if self.database_url:
+            url = urlsplit(self.database_url)
+            if url.password:
+                netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+                url = url._replace(netloc=netloc)
+            return f"{urlunsplit(url)} (MODELSERVE_DATABASE_URL)"
+        if self.prediction_log is not None:
+            return f"{self.prediction_log_path} (MODELSERVE_PREDICTION_LOG)"
+        # The registry may be named anywhere (/tmp/ms-models puts the log in /tmp/data): say so.
+        return (
+            f"{self.prediction_log_path} (the default beside the registry {self.registry}; "
+            "set MODELSERVE_PREDICTION_LOG or MODELSERVE_DATABASE_URL to put it elsewhere)"
+        )
 
     @field_validator("model", "alias")
     @classmethod

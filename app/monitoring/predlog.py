@@ -229,6 +229,7 @@ def from_settings(settings: Settings) -> PredictionLog | None:
     """The prediction log the settings ask for (not started), or None when it is disabled."""
     if not settings.prediction_log_enabled:
         return None
+    log.info("prediction log: %s", settings.prediction_log_where)
     backend = open_backend(settings.database_url, settings.prediction_log_path)
     return PredictionLog(
         backend,
