@@ -1,0 +1,159 @@
+"""``modelserve export`` then ``modelserve train`` with the exported rows, on both log backends.
+
+The prediction log is a real SQLite file or a real PostgreSQL database, filled through the
+backend the server writes with; export and train are the real CLI as subprocesses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from app.monitoring.backend import open_backend
+from app.monitoring.export import ExportError, Query, parse_since
+from app.monitoring.records import FeedbackRow
+from app.registry.store import Registry
+from tests.helpers.lifecycle import DEFAULT_SPEC, NAME
+from tests.helpers.postgres import admin_url, fresh_database
+from tests.helpers.support import run_cli
+
+ROWS, LABELLED = 300, 250
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    with admin_url() as url:
+        if url is None:
+            pytest.skip("PostgreSQL is not installed and MODELSERVE_TEST_DATABASE_URL is unset")
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/log.db"
+        return
+    with fresh_database(request.getfixturevalue("pg_server")) as url:
+        yield url
+
+
+def fill_log(url: str, registry: Registry, tmp_path: Path) -> list[str]:
+    """ROWS production rows (training rows nudged by 5% of a std, so none is a duplicate),
+    scored by version 1, LABELLED of them with their true label, one hour old at most."""
+    data = load_breast_cancer()
+    rng = np.random.default_rng(0)
+    index = rng.permutation(len(data.target))[:ROWS]
+    X = data.data[index] + rng.normal(0, 0.05, (ROWS, data.data.shape[1])) * data.data.std(0)
+    model = registry.load(NAME, "1").estimator
+    predicted, proba = model.predict(X), model.predict_proba(X)
+    now = time.time()
+    ids = [uuid.uuid4().hex for _ in range(ROWS)]
+    backend = open_backend(url, tmp_path / "unused.db")
+    try:
+        backend.write_predictions(
+            [
+                (
+                    pid,
+                    now - 3600 + i,
+                    NAME,
+                    "1",
+                    json.dumps(X[i].tolist()),
+                    json.dumps(
+                        {"prediction": int(predicted[i]), "probabilities": proba[i].tolist()}
+                    ),
+                )
+                for i, pid in enumerate(ids)
+            ]
+        )
+        backend.add_feedback(
+            [
+                FeedbackRow(
+                    pid, now, json.dumps(int(data.target[index[i]])),
+                    "correct" if predicted[i] == data.target[index[i]] else "incorrect", None,
+                )
+                for i, pid in enumerate(ids[:LABELLED])
+            ]
+        )  # fmt: skip
+    finally:
+        backend.close()
+    return ids
+
+
+def test_export_then_train_registers_a_challenger_compared_on_production_rows(
+    log_url: str, registry_path: Path, tmp_path: Path
+) -> None:
+    registry = Registry(registry_path)
+    fill_log(log_url, registry, tmp_path)
+    env = {"MODELSERVE_DATABASE_URL": log_url}
+    everything = tmp_path / "all.csv"
+    result = run_cli(
+        "export", NAME, "--registry", str(registry_path), "--output", str(everything), env=env
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"exported {ROWS} rows of {NAME} ({LABELLED} labelled)" in result.stdout
+    with everything.open() as fh:
+        rows = list(csv.DictReader(fh))
+    features = registry.metadata(NAME, "1").feature_names
+    assert list(rows[0]) == [*features, "target", "prediction", "version", "time"]
+    assert len(rows) == ROWS and sum(r["target"] != "" for r in rows) == LABELLED
+    assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
+    assert {r["version"] for r in rows} == {"1"}
+
+    labelled = tmp_path / "prod.csv"
+    result = run_cli(
+        "export", NAME, "--registry", str(registry_path), "--since", "2h", "--version", "1",
+        "--labeled-only", "--output", str(labelled), env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert f"exported {LABELLED} rows" in result.stdout
+    none = run_cli(
+        "export", NAME, "--registry", str(registry_path), "--since", "10m",
+        "--output", str(tmp_path / "none.csv"), env=env,
+    )  # fmt: skip
+    assert "exported 0 rows" in none.stdout, none.stderr
+
+    report = tmp_path / "report.json"
+    trained = run_cli(
+        "train", str(DEFAULT_SPEC), "--registry", str(registry_path), "--report", str(report),
+        "--set", "split.cv_folds=0", "--set", f'data.append=["{labelled}"]',
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    doc = json.loads(report.read_text())
+    assert doc["status"] == "registered" and doc["version"] == "2"
+    comparison = doc["comparison"]
+    assert comparison["production_version"] == "1"
+    held_out = int(comparison["compared_on"].split()[0])
+    assert comparison["compared_on"].endswith("held-out production rows")
+    assert 0.1 * LABELLED < held_out < 0.3 * LABELLED  # test_size 0.2 of the appended rows
+    assert all(row["production"] is not None for row in comparison["rows"])
+    meta = registry.metadata(NAME, "2")
+    assert meta.rows["production"] == LABELLED  # type: ignore[attr-defined]
+    assert meta.rows["train"] + meta.rows["test"] == 569 + LABELLED  # type: ignore[attr-defined]
+    assert "held-out production rows" in trained.stdout or "production (v1)" in trained.stdout
+
+
+def test_export_options_are_checked(tmp_path: Path, registry_path: Path) -> None:
+    assert parse_since("7d", 1_000_000.0) == 1_000_000.0 - 7 * 86400
+    assert parse_since(None, 0.0) is None
+    with pytest.raises(ExportError, match="--since"):
+        parse_since("seven days", 0.0)
+    sql, params = Query(NAME, "2", 5.0, labeled_only=True).sql("%s")
+    assert params == [NAME, "2", 5.0] and "f.label IS NOT NULL" in sql
+    missing = run_cli(
+        "export", NAME, "--registry", str(registry_path), "--output", str(tmp_path / "x.csv"),
+        env={"MODELSERVE_DATABASE_URL": f"sqlite:///{tmp_path}/absent.db"},
+    )  # fmt: skip
+    assert missing.returncode == 1 and "no prediction log" in missing.stderr
+    wrong = run_cli(
+        "export", NAME, "--registry", str(registry_path), "--output", str(tmp_path / "x.txt"),
+        env={"MODELSERVE_DATABASE_URL": f"sqlite:///{tmp_path}/absent.db"},
+    )  # fmt: skip
+    assert wrong.returncode == 1
