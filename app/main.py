@@ -104,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Versioned scikit-learn models over HTTP, instrumented for Prometheus.",
         lifespan=_lifespan(services),
+        # A slash redirect (307 to the path without its trailing slash) is labelled by the
+        # instrumentator with the raw path: any client text would become a metric label value.
+        redirect_slashes=False,
     )
     app.state.services = services
     install_error_handlers(app)

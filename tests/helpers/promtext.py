@@ -26,3 +26,13 @@ def total(text: str, name: str, labels: Mapping[str, str] | None = None) -> floa
 
 def family_names(text: str) -> set[str]:
     return {family.name for family in text_string_to_metric_families(text)}
+
+
+def label_values(text: str) -> set[str]:
+    """Every label value in the exposition, whatever the metric and label name."""
+    return {
+        value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        for value in sample.labels.values()
+    }

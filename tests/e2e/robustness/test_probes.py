@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.helpers.promtext import samples, total
+from tests.helpers.promtext import label_values, samples, total
 from tests.helpers.support import Server, copy_registry
 
 pytestmark = pytest.mark.e2e
@@ -44,15 +44,6 @@ def _metrics(server: Server) -> str:
     return httpx.get(server.url + "/metrics", timeout=10).text
 
 
-def label_values(text: str) -> set[str]:
-    """Every label value /metrics shows, whatever the metric."""
-    found: set[str] = set()
-    for line in text.splitlines():
-        if not line.startswith("#") and "{" in line:
-            found.update(re.findall(r'="((?:[^"\\]|\\.)*)"', line.split("{", 1)[1]))
-    return found
-
-
 def _wait_for(what: str, check: object, timeout: float = 10.0) -> None:
     assert callable(check)
     deadline = time.monotonic() + timeout
@@ -74,7 +65,7 @@ def test_long_names_on_v2_routes_are_404_and_never_label_values(server: Server) 
         for name in ("nope", *names):
             if name == names[0]:  # after one unknown name: its routes and labels are known
                 before = _metrics(server)
-            for path in (f"/v2/models/{name}/versions/1", f"/v2/models/{name}"):
+            for path in (f"/v2/models/{name}/versions/1", f"/v2/models/{name}", f"/models/{name}/"):
                 response = client.get(path)
                 assert response.status_code == 404, (path[:60], response.text[:200])
             response = client.get(f"/v2/models/breast-cancer/versions/{'1' * 300}")
