@@ -56,7 +56,9 @@ async def _invoke(request: Request, name: str) -> Response:
         _, result = await services.inference.infer(name, None, decode, trace)
     except RequestError as exc:
         return mlflow.render(exc)
-    return Response(mlflow.encode(result), media_type="application/json")
+    # MLflow's body has no place for it: the version that answered (canary or not) is a header.
+    headers = {"X-Model-Version": result.version}
+    return Response(mlflow.encode(result), media_type="application/json", headers=headers)
 
 
 async def invocations(request: Request) -> Response:

@@ -150,10 +150,6 @@ class ModelManager:
             return served
 
     @property
-    def executor(self) -> ThreadPoolExecutor:  # shadow scoring queues behind served calls
-        return self._executor
-
-    @property
     def ready(self) -> bool:
         return self.started and all(name in self.served for name in self.states)
 

@@ -94,7 +94,7 @@ class Inference:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
-        self.shadow = ShadowQueue(models.executor, shadow_sink, max_jobs=shadow_queue_size)
+        self.shadow = ShadowQueue(shadow_sink, max_jobs=shadow_queue_size)
 
     async def infer(
         self,

@@ -5,8 +5,10 @@ The request path only offers a job (its rows, the answer it got and the predicti
 bounded queue and never waits: when the queue is full the job is dropped and counted in
 ``modelserve_shadow_dropped_total``. One consumer task takes whatever has queued, scores each
 job alone (one model call per job, so a shadow's output is what the model gives those rows
-in-process) in one hop of the inference thread, then counts agreement with the answer that was
-sent and hands a shadow's outputs to the prediction log, marked as shadow.
+in-process) in one hop of its own thread, then counts agreement with the answer that was sent
+and hands a shadow's outputs to the prediction log, marked as shadow. Its own thread, not the
+inference thread: production's calls never queue behind a slow shadow, a shadow that cannot
+keep up only drops.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +48,9 @@ class Job:
 
 class ShadowQueue:
     def __init__(
-        self,
-        executor: Executor,
-        sink: ShadowSink | None,
-        *,
-        max_jobs: int = 1000,
-        max_jobs_per_hop: int = 64,
+        self, sink: ShadowSink | None, *, max_jobs: int = 1000, max_jobs_per_hop: int = 64
     ) -> None:
-        self._executor = executor
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
         self._sink = sink
         self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_jobs)
         self._per_hop = max_jobs_per_hop
@@ -90,6 +87,7 @@ class ShadowQueue:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,7 +116,7 @@ class ShadowQueue:
 
 
 def _score_all(jobs: list[Job]) -> list[BatchResult | Exception]:
-    """In the inference thread: every job its own model call."""
+    """In the shadow thread: every job its own model call."""
     outcomes: list[BatchResult | Exception] = []
     for job in jobs:
         try:

@@ -1,0 +1,161 @@
+"""Shadow and canary in one process: answers unchanged, both outputs logged, agreement counted
+from the same rows the log holds, labels judged against the shadow, overload dropped."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_breast_cancer
+
+from app.config import Settings
+from app.registry.deployment import Deployments
+from app.registry.store import Registry
+from app.training.train import fitted_fields
+from tests.helpers.app_factory import build_app
+from tests.helpers.lifecycle import NAME, train_quick
+from tests.helpers.promtext import total
+from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
+
+
+def _wait_metric(client: TestClient, name: str, labels: dict[str, str], at_least: float) -> float:
+    deadline = time.monotonic() + 20
+    while True:
+        value = total(client.get("/metrics").text, name, labels)
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def shadowed(registry_path: Path) -> Registry:
+    """breast-cancer: production 1, version 2 (a weaker C) as its shadow."""
+    train_quick(registry_path, **{"estimator.params.C": 0.002})
+    registry = Registry(registry_path)
+    Deployments(registry).set_shadow(NAME, "2")
+    return registry
+
+
+def test_shadow_leaves_answers_exact_and_logs_both_outputs(
+    shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    log_path = tmp_path / "log.db"
+    client = make_client(prediction_log=log_path)
+    prod = shadowed.load(NAME, "1").estimator
+    shadow = shadowed.load(NAME, "2").estimator
+    data = load_breast_cancer().data
+    before = client.get("/metrics").text
+    agree0 = total(before, "modelserve_agreement_total", {"version": "2"})
+    sent: list[str] = []
+    requests: list[tuple[list[str], np.ndarray]] = []
+    start = 0
+    for size in (1, 3, 17, 1, 64, 2) * 3:
+        rows = data[start : start + size]
+        start = (start + size) % (len(data) - 64)
+        body = client.post("/predict", json={"instances": rows.tolist()}).json()
+        assert body["version"] == "1"
+        # Production's answer is bit for bit the model's own, shadow or not.
+        assert body["predictions"] == prod.predict(rows).tolist()
+        assert body["probabilities"] == prod.predict_proba(rows).tolist()
+        sent.extend(body["prediction_ids"])
+        requests.append((body["prediction_ids"], rows))
+    counted = _wait_metric(
+        client, "modelserve_agreement_total", {"version": "2"}, agree0 + len(sent)
+    )
+    assert counted - agree0 == len(sent)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert services.prediction_log.flush(10)
+
+    with sqlite3.connect(log_path) as db:
+        logged = db.execute(
+            "SELECT p.id, p.output, s.version, s.output FROM predictions p "
+            "JOIN shadow_predictions s ON s.prediction_id = p.id"
+        ).fetchall()
+    by_id = {r[0]: r for r in logged}
+    assert set(sent) <= set(by_id), "every production row has its shadow output"
+    agree = 0
+    for ids, rows in requests:
+        # The shadow scores each request's rows in one call, as the model does in-process.
+        want_pred, want_proba = shadow.predict(rows).tolist(), shadow.predict_proba(rows).tolist()
+        for i, pid in enumerate(ids):
+            _, output, version, shadow_output = by_id[pid]
+            shadow_answer = json.loads(shadow_output)
+            assert version == "2"
+            assert shadow_answer["prediction"] == want_pred[i]
+            assert shadow_answer["probabilities"] == want_proba[i]
+            agree += json.loads(output)["prediction"] == shadow_answer["prediction"]
+    metrics_now = client.get("/metrics").text
+    assert (
+        total(metrics_now, "modelserve_agreement_total", {"version": "2", "outcome": "agree"})
+        - total(before, "modelserve_agreement_total", {"version": "2", "outcome": "agree"})
+        == agree
+    )
+    assert agree < len(sent), "the weak shadow must disagree somewhere for the test to bite"
+
+
+def test_feedback_judges_the_shadow_answer_too(
+    shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = make_client(prediction_log=tmp_path / "log.db")
+    data, target = load_breast_cancer(return_X_y=True)
+    shadow = shadowed.load(NAME, "2").estimator
+    before = client.get("/metrics").text
+    body = client.post("/predict", json={"instances": data[:40].tolist()}).json()
+    _wait_metric(client, "modelserve_agreement_total", {"version": "2"}, 1)
+    client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
+    labels = [
+        {"prediction_id": p, "label": int(t)}
+        for p, t in zip(body["prediction_ids"], target[:40], strict=True)
+    ]
+    assert client.post("/feedback", json=labels).status_code == 200
+    after = client.get("/metrics").text
+    expected_correct = int((shadow.predict(data[:40]) == target[:40]).sum())
+
+    def delta(outcome: str) -> float:
+        labels_ = {"version": "2", "outcome": outcome}
+        return total(after, "modelserve_shadow_feedback_total", labels_) - total(
+            before, "modelserve_shadow_feedback_total", labels_
+        )
+
+    assert delta("correct") == expected_correct
+    assert delta("incorrect") == 40 - expected_correct
+    # Production's own accuracy counters only count production's answers.
+    assert total(after, "modelserve_feedback_total", {"version": "2"}) == total(
+        before, "modelserve_feedback_total", {"version": "2"}
+    )
+
+
+def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
+    tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    root = tmp_path / "toy-models"
+    registry = toy_registry(root, delay_s=0.0)
+    X, y, names = iris()
+    slow = SlowModel(0.05).fit(X, y)
+    meta = registry.register(TOY, slow, fitted_fields(slow, "classification", names, X, y, X[0]))
+    Deployments(registry).set_shadow(TOY, meta.version)
+    settings = Settings(
+        registry=root, model=TOY, poll_interval_s=0, shadow_queue_size=2,
+        prediction_log=tmp_path / "l.db",
+    )  # fmt: skip
+    client = TestClient(build_app(settings))
+    client.__enter__()
+    before = total(client.get("/metrics").text, "modelserve_shadow_dropped_total", {"model": TOY})
+    started = time.monotonic()
+    for row in X[:60]:
+        response = client.post("/predict", json={"instances": [row.tolist()]})
+        assert response.status_code == 200
+        assert response.json()["version"] == "1"
+    elapsed = time.monotonic() - started
+    dropped = total(client.get("/metrics").text, "modelserve_shadow_dropped_total", {"model": TOY})
+    # 60 requests behind a 50 ms shadow with room for 2: most are dropped, and the answers did
+    # not wait for the shadow (60 x 50 ms would be 3 s).
+    assert dropped - before >= 30
+    assert elapsed < 60 * 0.05
+    client.__exit__(None, None, None)
