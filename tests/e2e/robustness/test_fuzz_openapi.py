@@ -56,15 +56,24 @@ ROUTES_WITH_PARAMS = sorted(
     for method in operations
 )
 MAX_PARAM_BYTES = 4096
-# Any bytes; and, since most random bytes are refused by the name rule at once, long runs of
-# the characters a name may have (a name over 255 bytes reached the filesystem) and of digits
-# (versions).
+# Any bytes; and, since most random bytes are refused by the name rule at once and hypothesis
+# draws mostly short values, runs of the characters a name may have and of digits at every
+# length up to the limit (a name over 255 bytes reached the filesystem).
+NAME_CHARS = string.ascii_letters + string.digits + "_.-"
+
+
+def _long(alphabet: str) -> st.SearchStrategy[bytes]:
+    """A short random pattern repeated to any length from 1 to ``MAX_PARAM_BYTES``."""
+    return st.tuples(
+        st.text(alphabet, min_size=1, max_size=8), st.integers(1, MAX_PARAM_BYTES)
+    ).map(lambda t: (t[0] * t[1])[: t[1]].encode())
+
+
 PARAM_VALUES = st.one_of(
     st.binary(max_size=MAX_PARAM_BYTES),
-    st.text(string.ascii_letters + string.digits + "_.-", min_size=1, max_size=MAX_PARAM_BYTES).map(
-        str.encode
-    ),
-    st.text(string.digits, min_size=1, max_size=MAX_PARAM_BYTES).map(str.encode),
+    _long(NAME_CHARS),
+    _long(string.digits),
+    _long(NAME_CHARS + "/"),
     st.sampled_from([b"breast-cancer", b"1", b"production", b"..", b".", b"%", b"/"]),
 )
 
