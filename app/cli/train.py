@@ -74,6 +74,8 @@ def _summary(name: str, outcome: Outcome) -> str:
         lines += ["Data validation failed:", "", outcome.validation.table()]
     else:
         if outcome.comparison is not None:
+            compared_on = outcome.report.get("comparison", {}).get("compared_on", "held-out rows")
+            lines += [f"Compared with production on {compared_on}:", ""]
             lines += [outcome.comparison.table(), ""]
         lines += [f"- gate `{g.rule}`: {'pass' if g.ok else 'FAIL'}" for g in outcome.gates]
         if outcome.version is not None:
