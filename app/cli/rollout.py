@@ -43,8 +43,8 @@ def rollout(
         int, typer.Option(help="Labels per version (1 h) before accuracy is judged.")
     ] = 50,
     min_requests: Annotated[
-        int, typer.Option(help="Canary requests (5 min) before its error ratio is judged.")
-    ] = 20,
+        int, typer.Option(help="Canary requests (5 min) before errors and latency are judged.")
+    ] = 100,
     dry_run: Annotated[
         bool, typer.Option(help="Print the plan and queries; change nothing.")
     ] = False,

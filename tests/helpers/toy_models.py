@@ -78,3 +78,28 @@ def toy_env(**settings: str) -> dict[str, str]:
         "MODELSERVE_POLL_INTERVAL_S": "0",
         **{f"MODELSERVE_{k.upper()}": v for k, v in settings.items()},
     }
+
+
+class PickyModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A fitted classifier that raises on every row whose first value is above ``limit``: a
+    version that fails on some rows (and still scores its own example)."""
+
+    def __init__(self, inner: Any = None, limit: float = 0.0) -> None:
+        self.inner = inner
+        self.limit = limit
+
+    def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> PickyModel:
+        self.classes_ = self.inner.classes_
+        return self
+
+    def _check(self, X: npt.NDArray[np.float64]) -> None:
+        if np.any(np.asarray(X, dtype=float)[:, 0] > self.limit):
+            raise ValueError(f"first feature above {self.limit}")
+
+    def predict(self, X: npt.NDArray[np.float64]) -> Any:
+        self._check(X)
+        return self.inner.predict(X)
+
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> Any:
+        self._check(X)
+        return self.inner.predict_proba(X)
