@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.tools.rollout import QUERIES as ROLLOUT_QUERIES
 from tests.helpers.queries import (
     INSTRUMENTATOR_METRICS,
     PROMETHEUS_SYNTHETIC,
@@ -31,8 +32,18 @@ REQUIRED_ALERTS = {
     "ModelserveFeatureDrift",
     "ModelserveModelReloadFailed",
     "ModelserveSaturated",
+    "ModelserveCanaryWorse",
+    "ModelserveShadowDisagreement",
 }
-REQUIRED_ROWS = {"Traffic", "Latency", "Model", "Quality", "Drift", "Errors"}
+REQUIRED_ROWS = {
+    "Traffic",
+    "Latency",
+    "Model",
+    "Quality",
+    "Drift",
+    "Errors",
+    "Versions side by side",
+}
 RUNBOOK_BASE = "https://github.com/modelserve/modelserve/blob/main/docs/runbooks.md#"
 
 
@@ -101,14 +112,17 @@ def test_every_metric_name_exists() -> None:
     recorded = recorded_names()
     exprs = [t["expr"] for p in panels(load_dashboard()) for t in p["targets"]]
     exprs += [r["expr"] for r in rules("record") + rules("alert")]
-    used: set[str] = set()
+    # `modelserve rollout` judges canaries through recorded series only.
+    rollout = {n for q in ROLLOUT_QUERIES.values() for n in metric_names(q.format(sel=""))}
+    assert rollout and rollout <= recorded, sorted(rollout - recorded)
+    used: set[str] = set(rollout)
     for expr in exprs:
         used |= metric_names(expr)
     assert used, "no metric names parsed"
     assert {"modelserve_feedback_total", "modelserve_feature_bin_total", "up"} <= used
     unknown = {n for n in used if n not in known and n not in recorded}
     assert not unknown, f"not exported by app/metrics.py nor recorded: {sorted(unknown)}"
-    # Every recorded series is used by an alert, the dashboard or another rule.
+    # Every recorded series is used by an alert, the dashboard, another rule or the rollout.
     assert recorded <= used
 
 
