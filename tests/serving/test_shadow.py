@@ -107,7 +107,8 @@ def test_feedback_judges_the_shadow_answer_too(
     shadow = shadowed.load(NAME, "2").estimator
     before = client.get("/metrics").text
     body = client.post("/predict", json={"instances": data[:40].tolist()}).json()
-    _wait_metric(client, "modelserve_agreement_total", {"version": "2"}, 1)
+    agreement = total(before, "modelserve_agreement_total", {"version": "2"})
+    _wait_metric(client, "modelserve_agreement_total", {"version": "2"}, agreement + 40)
     client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
     labels = [
         {"prediction_id": p, "label": int(t)}
@@ -159,3 +160,81 @@ def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     assert dropped - before >= 30
     assert elapsed < 60 * 0.05
     client.__exit__(None, None, None)
+
+
+def test_labels_of_any_type_compare_row_by_row() -> None:
+    from app.serving.shadow import same_rows
+
+    strings = np.array(["yes", "no", "yes"], dtype=object)
+    assert same_rows(strings, np.array(["yes", "yes", "yes"], dtype=object)).tolist() == [
+        True,
+        False,
+        True,
+    ]
+    mixed = np.array([1, "a", None], dtype=object)
+    assert same_rows(mixed, np.array([1, "b", None], dtype=object)).tolist() == [True, False, True]
+    multi = np.array([[1, 0], [1, 1]])  # multi-output: a row agrees when every output does
+    assert same_rows(multi, np.array([[1, 0], [1, 0]])).tolist() == [True, False]
+
+
+def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    from tests.test_metrics import REGRESSOR, register_regressor
+
+    registry = register_regressor(tmp_path / "reg")
+    data = load_diabetes()
+    ridge = Ridge(alpha=5.0).fit(data.data, data.target)
+    names = [str(n) for n in data.feature_names]
+    fields = fitted_fields(ridge, "regression", names, data.data, data.target, data.data[0])
+    version = registry.register(REGRESSOR, ridge, fields).version
+    Deployments(registry).set_shadow(REGRESSOR, version)
+    settings = Settings(
+        registry=tmp_path / "reg", model=REGRESSOR, poll_interval_s=0,
+        prediction_log=tmp_path / "r.db",
+    )  # fmt: skip
+    labels = {"model": REGRESSOR, "version": version}
+    count, total_sum = (
+        "modelserve_agreement_abs_difference_count",
+        "modelserve_agreement_abs_difference_sum",
+    )
+    with TestClient(build_app(settings)) as client:
+        before = client.get("/metrics").text
+        rows = data.data[:25]
+        body = client.post("/predict", json={"instances": rows.tolist()}).json()
+        _wait_metric(client, count, labels, total(before, count, labels) + 25)
+        after = client.get("/metrics").text
+    assert total(after, count, labels) - total(before, count, labels) == 25
+    want = float(np.abs(np.asarray(body["predictions"]) - ridge.predict(rows)).sum())
+    got = total(after, total_sum, labels) - total(before, total_sum, labels)
+    assert got == pytest.approx(want)
+
+
+def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> None:
+    from tests.helpers.toy_models import PickyModel
+
+    root = tmp_path / "toy-models"
+    registry = toy_registry(root, delay_s=0.0)
+    X, y, names = iris()
+    picky = PickyModel(SlowModel(0.0).fit(X, y), limit=6.0).fit(X, y)
+    small = X[X[:, 0] <= 6.0]
+    fields = fitted_fields(picky, "classification", names, small, y[X[:, 0] <= 6.0], small[0])
+    version = registry.register(TOY, picky, fields).version
+    Deployments(registry).set_shadow(TOY, version)
+    settings = Settings(
+        registry=root, model=TOY, poll_interval_s=0, prediction_log=tmp_path / "t.db"
+    )
+    labels = {"model": TOY, "version": version}
+    with TestClient(build_app(settings)) as client:
+        before = client.get("/metrics").text
+        large = X[X[:, 0] > 6.0][:5]
+        answered = client.post("/predict", json={"instances": large.tolist()})
+        assert answered.status_code == 200, answered.text  # production is unaffected
+        failures = "modelserve_shadow_failures_total"
+        got = _wait_metric(client, failures, labels, total(before, failures, labels) + 1)
+        assert got - total(before, failures, labels) == 1
+        assert client.post("/predict", json={"instances": small[:3].tolist()}).status_code == 200
+        agreement = "modelserve_agreement_total"
+        agreed = _wait_metric(client, agreement, labels, total(before, agreement, labels) + 3)
+        assert agreed - total(before, agreement, labels) == 3
