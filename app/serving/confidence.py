@@ -37,12 +37,16 @@ class ConfidenceCounter:
     def observe(self, probabilities: npt.NDArray[Any] | None) -> None:
         if not self.enabled or probabilities is None or len(probabilities) == 0:
             return
-        top = np.max(np.asarray(probabilities, dtype=np.float64), axis=1)
+        top = probabilities.max(axis=1)
         if self._map is not None:
             top = np.interp(top, self._map[0], self._map[1])
-        counts = np.bincount(np.searchsorted(self._bounds, top), minlength=len(self._bounds))
-        for i in np.flatnonzero(counts).tolist():
-            self._buckets[i].inc(int(counts[i]))
+        index = np.searchsorted(self._bounds, top)
+        if len(index) == 1:  # the common single-row call: no counting pass
+            self._buckets[int(index[0])].inc(1)
+        else:
+            counts = np.bincount(index, minlength=len(self._bounds))
+            for i in np.flatnonzero(counts).tolist():
+                self._buckets[i].inc(int(counts[i]))
         self._sum.inc(float(top.sum()))
 
     def publish(self) -> None:

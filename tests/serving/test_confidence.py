@@ -96,7 +96,10 @@ def test_batch_counting_matches_prometheus_client_observe(registry: Registry) ->
     counter = ConfidenceCounter(
         registry.metadata(NAME, "1").model_copy(update={"name": "batch-check"}), has_proba=True
     )
-    counter.observe(np.column_stack([values, values]))
+    table = np.column_stack([values, values])
+    for row in table[:5]:  # single-row calls, then one batch
+        counter.observe(row[None, :])
+    counter.observe(table[5:])
     private = CollectorRegistry()
     reference = Histogram(
         "modelserve_prediction_confidence", "x", ["model", "version"], registry=private,
