@@ -78,6 +78,14 @@ def _summary(name: str, outcome: Outcome) -> str:
             lines += [f"Compared with production on {compared_on}:", ""]
             lines += [outcome.comparison.table(), ""]
         lines += [f"- gate `{g.rule}`: {'pass' if g.ok else 'FAIL'}" for g in outcome.gates]
+        calibration = outcome.report.get("calibration")
+        if calibration and calibration.get("ece_calibrated") is not None:
+            lines.append(
+                f"- calibration error {calibration['ece']:.4f} on held-out rows, "
+                f"{calibration['ece_calibrated']:.4f} with the isotonic map stored in metadata"
+            )
+        elif calibration:
+            lines.append(f"- calibration error {calibration['ece']:.4f} on held-out rows")
         if outcome.version is not None:
             promoted = "promoted to production" if outcome.promoted else "not promoted"
             lines.append(f"- registered {name} version {outcome.version}, {promoted}")

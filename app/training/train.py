@@ -234,6 +234,7 @@ def run(
     }
     if spec.data.append:
         fields["rows"]["production"] = int(from_production.sum())
+    report["calibration"] = fields.get("calibration")
     rows = (len(split.train), len(split.test))
 
     def card(version: str) -> dict[str, str]:

@@ -54,6 +54,7 @@ def test_the_workflow_is_scheduled_and_its_steps_export_train_gate_and_summarise
     assert f"({LABELLED} labelled)" in text
     assert "## modelserve train breast-cancer: registered" in text
     assert "held-out production rows" in text and "production (v1)" in text
+    assert "- calibration error " in text
     report = json.loads((runner_temp / "reports" / "retrain-report.json").read_text())
     assert report["status"] == "registered" and report["promoted"] is False
     assert Registry(runner_temp / "registry").resolve("breast-cancer", "production") == "1"

@@ -35,6 +35,7 @@ def test_an_over_confident_model_gets_a_map_that_brings_held_out_ece_under_005(
     assert sum(b.count for b in cal.bins) == cal.rows
     assert cal.map is not None and cal.ece_calibrated is not None
     assert cal.ece_calibrated <= MAX_ECE
+    assert out.report["calibration"]["ece_calibrated"] == cal.ece_calibrated
     print(f"{estimator}: held-out ECE {cal.ece:.4f} -> {cal.ece_calibrated:.4f}")
     # The map lives in the metadata; the artifact is the plain fitted estimator.
     assert not hasattr(registry.load(NAME, str(out.version)).estimator, "calibrated_classifiers_")
