@@ -65,10 +65,10 @@ def test_long_names_on_v2_routes_are_404_and_never_label_values(server: Server) 
         for name in ("nope", *names):
             if name == names[0]:  # after one unknown name: its routes and labels are known
                 before = _metrics(server)
-            for path in (f"/v2/models/{name}/versions/1", f"/v2/models/{name}", f"/models/{name}/"):
+            for path in (f"/v2/models/{name}/versions/1", f"/v2/models/{name}"):
                 response = client.get(path)
                 assert response.status_code == 404, (path[:60], response.text[:200])
-            response = client.get(f"/v2/models/breast-cancer/versions/{'1' * 300}")
+            response = client.get(f"/v2/models/breast-cancer/versions/{'1' * len(name)}")
             assert response.status_code == 404, response.text[:200]
             response = client.post(f"/v2/models/{name}/versions/1/infer", json={"inputs": []})
             assert response.status_code == 404, response.text[:200]
@@ -76,6 +76,15 @@ def test_long_names_on_v2_routes_are_404_and_never_label_values(server: Server) 
     assert label_values(after) <= label_values(before)
     assert not any(name[:32] in after for name in names)
     assert total(after, "http_requests_total", {"status": "503"}) == 0
+
+
+def test_a_trailing_slash_is_404_and_never_a_label_value(server: Server) -> None:
+    name = uuid.uuid4().hex
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for path in (f"/models/{name}/", f"/models/{name}/invocations/", "/models/"):
+            response = client.get(path)
+            assert response.status_code == 404, (path, response.status_code)
+    assert name not in _metrics(server)
 
 
 def test_every_control_character_in_a_url_stays_on_one_log_line(server: Server) -> None:
