@@ -61,6 +61,11 @@ lock: install  ## re-pin every dependency after changing pyproject.toml
 model: install  ## train the default model from its spec as the next version, promote if not worse
 	$(BIN)/modelserve train models/breast-cancer/train.yaml --registry models --promote-if-better
 
+.PHONY: stack-test
+stack-test: install  ## real Docker engine: image, container, compose stack (not in make test; ~10 min)
+	MODELSERVE_STACK_TEST=1 timeout --kill-after=60 $${STACK_TEST_TIMEOUT_S:-1800} \
+		$(BIN)/pytest -m stack -p no:cacheprovider -s -q tests/deploy/test_stack.py
+
 .PHONY: soak
 soak: install  ## 10 min of predictions, feedback and reloads: errors, p99, RSS start/end (not in make test)
 	$(BIN)/python -m scripts.soak --duration $${SOAK_S:-600}

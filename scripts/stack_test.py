@@ -1,0 +1,157 @@
+"""``make stack-test``: build the image and bring the compose stack up on a real Docker engine.
+
+Phases (each timed): engine (packages, dockerd, compose plugin), stand-in base images, the
+image from the Dockerfile unmodified, the container alone (read-only, HEALTHCHECK healthy,
+a correct prediction), then the compose stack without Grafana (not packaged, no image
+reachable): three replicas in Prometheus with the rules loaded, demo traffic filling the
+accuracy and PSI series, ModelserveDown reaching alert-webhook, a restart of the replicas that
+loses no acknowledged feedback, and ``docker compose down -v``. Everything it creates carries
+the label ``org.modelserve.stack-test`` or the project name ``modelserve-stack-test``, and only
+that is removed. Exit 0 on success or on a skip (the reason printed first), 1 on a failure.
+Run: ``python -m scripts.stack_test [--keep-engine]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import joblib
+import numpy as np
+
+from scripts import stack_test_compose as stack
+from scripts.stack_test_engine import (
+    LABEL,
+    ROOT,
+    Engine,
+    NoEngineError,
+    build_stand_ins,
+    install_packages,
+    link_compose_plugin,
+    run,
+    wait_until,
+)
+
+IMAGE = "modelserve:stack-test"
+CONTAINER = "modelserve-stack-test-alone"
+
+
+def example_and_truth() -> tuple[list[float], list[object]]:
+    version = ROOT / "models/breast-cancer/1"
+    example = json.loads((version / "metadata.json").read_text())["example"]
+    model = joblib.load(version / "model.joblib")
+    return example, model.predict(np.asarray([example], dtype=float)).tolist()
+
+
+def build_image() -> str:
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    proc = subprocess.run(
+        ["docker", "build", "--label", f"{LABEL}=1", "-t", IMAGE, "."],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"docker build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return f"built {IMAGE} from the Dockerfile unmodified"
+
+
+def check_container() -> str:
+    """The image alone, as the README runs it: read-only, /tmp a tmpfs, healthy, predicting."""
+    run("docker", "rm", "-f", CONTAINER, check=False)
+    run(
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        CONTAINER,
+        "--label",
+        f"{LABEL}=1",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",  # noqa: S108 (inside the container)
+        "-p",
+        "127.0.0.1::8000",
+        IMAGE,
+    )
+    try:
+        started = time.monotonic()
+
+        def health() -> bool:
+            state = run("docker", "inspect", "-f", "{{.State.Health.Status}}", CONTAINER).stdout
+            if state.strip() == "unhealthy":
+                raise AssertionError(
+                    "container unhealthy: " + run("docker", "logs", CONTAINER).stderr
+                )
+            return state.strip() == "healthy"
+
+        wait_until("HEALTHCHECK healthy", health, 90, every=1)
+        ready_s = time.monotonic() - started
+        port = run("docker", "port", CONTAINER, "8000/tcp").stdout.split(":")[-1].strip()
+        example, truth = example_and_truth()
+        body = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": [example]}).json()
+        assert body["predictions"] == truth, body
+        uid = run("docker", "exec", CONTAINER, "id", "-u").stdout.strip()
+        assert uid == "10001", uid
+        write = run("docker", "exec", CONTAINER, "touch", "/app/x", check=False)
+        assert write.returncode != 0 and "Read-only" in write.stderr, write.stderr
+        return f"healthy in {ready_s:.1f} s, uid {uid}, read-only root, /predict {truth}"
+    finally:
+        run("docker", "rm", "-f", CONTAINER, check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep-engine", action="store_true", help="leave dockerd running")
+    args = parser.parse_args(argv)
+    engine = Engine()
+    total = time.monotonic()
+
+    def phase(name: str, step: Callable[[], object]) -> None:
+        start = time.monotonic()
+        print(f"stack-test: {name} ...", flush=True)
+        result = step()
+        lines = result if isinstance(result, list) else [result]
+        for line in lines:
+            print(f"stack-test:   {line}", flush=True)
+        print(f"stack-test: {name} ok in {time.monotonic() - start:.0f} s", flush=True)
+
+    try:
+        install_packages()
+        link_compose_plugin()
+        phase("engine", engine.start)
+    except NoEngineError as exc:
+        print(f"stack-test SKIPPED: the Docker engine cannot start here: {exc}", flush=True)
+        return 0
+    try:
+        phase("stand-in base images", build_stand_ins)
+        phase("image", build_image)
+        phase("container alone", check_container)
+        with stack.Stack(IMAGE) as up:
+            phase("compose up (all but Grafana)", up.up)
+            phase("port 8000 taken", up.check_port_taken)
+            phase("scale modelserve=3, Prometheus targets and rules", up.check_scaled)
+            phase("demo profile: accuracy and PSI series", up.check_demo)
+            phase("ModelserveDown reaches alert-webhook", up.check_alert)
+            phase("restart loses no acknowledged feedback", up.check_restart)
+            phase("compose down -v", up.down)
+    except (AssertionError, RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as exc:
+        print(f"stack-test FAILED: {type(exc).__name__}: {exc}", flush=True)
+        return 1
+    finally:
+        if not args.keep_engine:
+            engine.stop()
+    print(f"stack-test passed in {time.monotonic() - total:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
