@@ -55,6 +55,10 @@ def run_server(settings: Settings) -> None:
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=math.ceil(settings.request_timeout_s),
+            # uvicorn kills a worker that does not answer its supervisor's ping in time; with
+            # the default 5 s, three replicas starting together on a loaded 2-core host
+            # (make stack-test) had every worker killed during its imports and respawned forever.
+            timeout_worker_healthcheck=30,
         )
     finally:
         if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
