@@ -1,4 +1,6 @@
-"""``modelserve simulate`` reports the rate it really sent at and shows progress (issue #15)."""
+"""README "Traffic simulator": `modelserve simulate` reports the rate it really sent at and shows
+progress (issue #15).
+"""
 
 from __future__ import annotations
 
