@@ -36,6 +36,9 @@ def rollout(
     min_accuracy_delta: Annotated[
         float, typer.Option(help="Least online accuracy minus production's, once labelled.")
     ] = -0.02,
+    latency_slack_ms: Annotated[
+        float, typer.Option(help="A canary p99 slower by less than this passes whatever the ratio.")
+    ] = 5.0,
     min_agreement: Annotated[
         float | None, typer.Option(help="Least share of rows where canary and production agree.")
     ] = None,
@@ -62,6 +65,7 @@ def rollout(
             min_agreement,
             min_labels,
             min_requests,
+            latency_slack_ms / 1000,
         )
         plan = Plan(name, version, parse_steps(steps), parse_duration(interval), limits)
     except ValueError as exc:
