@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from app import metrics
 from app.config import Settings
+from app.registry import names
 from app.registry.deployment import Deployment, Deployments
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role
@@ -132,8 +133,9 @@ class ModelManager:
         companion = self.companions.find(name, version)
         if companion is not None:
             return companion
-        if not version.isdigit():
-            raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
+        # Refused here, not in the loader thread under the pinned lock a real load holds.
+        names.checked_name(name)
+        names.checked_version(version)
         key = (name, version)
         async with self._pinned_lock:  # one load per version, even under concurrent requests
             cached = self._pinned.get(key)
