@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from app.registry.deployment import Deployments
+from app.registry.store import Registry
 from tests.helpers.prometheus_proc import PrometheusServer
 from tests.helpers.queries import load_dashboard, panels, substitute
 from tests.helpers.support import Server
@@ -43,6 +45,14 @@ def add_probe_model(registry: Path) -> None:
         meta = json.loads(meta_path.read_text())
         meta["name"] = PROBE
         meta_path.write_text(json.dumps(meta))
+
+
+def add_shadow(registry: Path) -> None:
+    """A copy of the model's version 1 as version 2, shadowing it (the agreement panels)."""
+    shutil.copytree(registry / MODEL / "1", registry / MODEL / "2")
+    meta_path = registry / MODEL / "2" / "metadata.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "version": "2"}))
+    Deployments(Registry(registry)).set_shadow(MODEL, "2")
 
 
 def predict(url: str, rows: np.ndarray[Any, Any]) -> tuple[list[str], list[int]]:
@@ -88,6 +98,7 @@ def test_rules_dashboard_and_alerts_against_real_prometheus(
     registry_path: Path, server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     add_probe_model(registry_path)
+    add_shadow(registry_path)
     server = server_factory(
         registry_path,
         env={
@@ -163,6 +174,10 @@ def test_rules_dashboard_and_alerts_against_real_prometheus(
             time.sleep(1.2)
         prom.wait_for(
             lambda: prom.query("modelserve:http_requests_5xx:ratio_rate5m"), what="5xx ratio"
+        )
+        prom.wait_for(
+            lambda: prom.query("model_version:modelserve_agreement:ratio_rate5m"),
+            what="the probe's shadow agreement",
         )
         check_dashboard_queries(prom)
 
