@@ -14,5 +14,7 @@ def install_cors(app: FastAPI, origins: list[str]) -> None:
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "X-Request-ID"],  # not Authorization: admin is not CORS
+        # Not Authorization: admin is not CORS. X-Routing-Key keeps a browser on one version.
+        allow_headers=["Content-Type", "X-Request-ID", "X-Routing-Key"],
+        expose_headers=["X-Request-ID", "X-Model-Version"],
     )

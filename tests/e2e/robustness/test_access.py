@@ -41,6 +41,15 @@ def test_cors_allows_only_the_configured_origins(make_client: Callable[..., Test
     )
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    keyed = client.options(
+        "/predict",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-routing-key",
+        },
+    )
+    assert keyed.status_code == 200, "a browser may send its routing key (canary stickiness)"
     other = client.get("/health/live", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
     assert (
