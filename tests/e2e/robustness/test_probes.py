@@ -44,6 +44,15 @@ def _metrics(server: Server) -> str:
     return httpx.get(server.url + "/metrics", timeout=10).text
 
 
+def server_errors(text: str) -> list[str]:
+    """The 5xx answers counted, apart from /health/ready's 503 while the server was starting."""
+    return [
+        f"{s.labels['handler']} {s.labels['status']}"
+        for s in samples(text, "http_requests_total")
+        if s.labels["status"].startswith("5") and not s.labels["handler"].startswith("/health/")
+    ]
+
+
 def _wait_for(what: str, check: object, timeout: float = 10.0) -> None:
     assert callable(check)
     deadline = time.monotonic() + timeout
@@ -75,7 +84,7 @@ def test_long_names_on_v2_routes_are_404_and_never_label_values(server: Server) 
     after = _metrics(server)
     assert label_values(after) <= label_values(before)
     assert not any(name[:32] in after for name in names)
-    assert total(after, "http_requests_total", {"status": "503"}) == 0
+    assert not server_errors(after)
 
 
 def test_a_trailing_slash_is_404_and_never_a_label_value(server: Server) -> None:
@@ -144,8 +153,7 @@ def test_clients_hanging_up_at_every_stage_are_no_server_error(server: Server) -
 
     _wait_for(f"{expected} requests counted as 499", counted)
     text = _metrics(server)
-    statuses = {s.labels["status"] for s in samples(text, "http_requests_total")}
-    assert not {s for s in statuses if s.startswith("5")}, statuses
+    assert not server_errors(text)
     log = server.logs()
     assert "Traceback" not in log and " ERROR " not in log
     assert log.count("client disconnected before the request body was complete") >= expected
@@ -165,4 +173,4 @@ def test_the_issue_reproduction_of_a_dropped_upload(server: Server, tmp_path: Pa
         return total(_metrics(server), "http_requests_total", {"status": "499"}) > before
 
     _wait_for("the dropped upload counted as 499", counted)
-    assert total(_metrics(server), "http_requests_total", {"status": "500"}) == 0
+    assert not server_errors(_metrics(server))
