@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep-engine", action="store_true", help="leave dockerd running")
     args = parser.parse_args(argv)
+    # make's timeout sends SIGTERM: unwind through the finally blocks (compose down, dockerd).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     engine = Engine()
     total = time.monotonic()
 
