@@ -62,12 +62,14 @@ def build_image() -> str:
     )
     if proc.returncode != 0:
         raise AssertionError(f"docker build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    # The image this build replaced, now untagged; only ours carry the label.
+    run("docker", "image", "prune", "-f", "--filter", f"label={LABEL}=1", check=False)
     return f"built {IMAGE} from the Dockerfile unmodified"
 
 
 def check_container() -> str:
     """The image alone, as the README runs it: read-only, /tmp a tmpfs, healthy, predicting."""
-    run("docker", "rm", "-f", CONTAINER, check=False)
+    run("docker", "rm", "-f", "-v", CONTAINER, check=False)  # -v: its /app/data volume
     run(
         "docker",
         "run",
@@ -106,7 +108,7 @@ def check_container() -> str:
         assert write.returncode != 0 and "Read-only" in write.stderr, write.stderr
         return f"healthy in {ready_s:.1f} s, uid {uid}, read-only root, /predict {truth}"
     finally:
-        run("docker", "rm", "-f", CONTAINER, check=False)
+        run("docker", "rm", "-f", "-v", CONTAINER, check=False)  # -v: its /app/data volume
 
 
 def main(argv: list[str] | None = None) -> int:
