@@ -109,3 +109,34 @@ def test_export_options_are_checked(tmp_path: Path, registry_path: Path) -> None
         env={"MODELSERVE_DATABASE_URL": f"sqlite:///{tmp_path}/absent.db"},
     )  # fmt: skip
     assert wrong.returncode == 1
+
+
+def test_parquet_export_round_trips_into_train(tmp_path: Path, registry_path: Path) -> None:
+    """The Parquet file has the CSV's columns and rows, and data.append reads it."""
+    import pandas as pd
+
+    registry = Registry(registry_path)
+    log_url = f"sqlite:///{tmp_path}/log.db"
+    fill_log(log_url, registry, tmp_path)
+    env = {"MODELSERVE_DATABASE_URL": log_url}
+    paths = {suffix: tmp_path / f"prod{suffix}" for suffix in (".csv", ".parquet")}
+    for path in paths.values():
+        done = run_cli(
+            "export", NAME, "--registry", str(registry_path), "--labeled-only",
+            "--output", str(path), env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+    from_csv = pd.read_csv(paths[".csv"])
+    from_parquet = pd.read_parquet(paths[".parquet"])
+    assert list(from_parquet.columns) == list(from_csv.columns)
+    assert len(from_parquet) == len(from_csv) == LABELLED
+    features = registry.metadata(NAME, "1").feature_names
+    pd.testing.assert_frame_equal(
+        from_parquet[features].astype(float), from_csv[features].astype(float)
+    )
+    trained = run_cli(
+        "train", str(DEFAULT_SPEC), "--registry", str(registry_path),
+        "--set", "split.cv_folds=0", "--set", f'data.append=["{paths[".parquet"]}"]',
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    assert registry.metadata(NAME, "2").rows["production"] == LABELLED  # type: ignore[attr-defined]
