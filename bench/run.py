@@ -3,7 +3,8 @@
 One command (``make bench``) trains a RandomForest(200) and a mixed-type pipeline
 (OneHotEncoder + HistGradientBoosting on a DataFrame) into a temporary registry copy next
 to the default logistic model, starts every server itself on loopback, warms up, runs wrk at
-c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest) and prints
+c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest) and the
+shadow on/off check (``bench/shadow.py``, logistic at c=16) and prints
 a markdown table. ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma
 list of logistic, forest, mixed) benches only some models, without the overload check unless
 the forest is among them.
@@ -41,6 +42,7 @@ from bench.servers import (
     write_records_body,
     wrk,
 )
+from bench.shadow import shadow_check
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument("--shadow-only", action="store_true", help="only the shadow on/off check")
     parser.add_argument(
         "--models",
         type=_models,
@@ -182,6 +185,9 @@ def main() -> None:
     if MIXED in models:
         records = example_records(registry, MIXED, 1)
         bodies[MIXED] = write_records_body(work / "body-mixed.json", records)
+    if args.shadow_only:
+        print("\n".join(shadow_check(work, registry, body, args.duration).report()))
+        return
     results: dict[tuple[str, str, int], WrkResult] = {}
     for server in SERVERS:
         # modelserve serves every model from one server; the baseline serves one model each.
@@ -198,6 +204,7 @@ def main() -> None:
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
     )
+    shadow = shadow_check(work, registry, body, args.duration) if LOGISTIC in models else None
     load_after = _load()
 
     lines = [
@@ -244,6 +251,7 @@ def main() -> None:
         "",
         *_targets(results, floors, overload, models),
         *(["", *overload.report()] if overload is not None else []),
+        *(["", *shadow.report()] if shadow is not None else []),
     ]
     report = "\n".join(lines)
     print(report)

@@ -37,7 +37,7 @@ def _version(client: TestClient, route: str, row: list[float], key: str) -> str:
     if route == "invocations":
         response = client.post("/invocations", json={"instances": [row]}, headers=headers)
         assert response.status_code == 200, response.text
-        return response.headers["x-model-version"]
+        return str(response.headers["x-model-version"])
     path = "/predict" if route == "predict" else f"/v1/models/{NAME}:predict"
     response = client.post(path, json={"instances": [row]}, headers=headers)
     assert response.status_code == 200, response.text

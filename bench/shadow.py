@@ -1,0 +1,95 @@
+"""Production's latency with a shadow on and off (``make bench`` runs it after the main table).
+
+The logistic model's production version answers one-row POSTs from wrk at c=16 on one server
+process; a second logistic version (another C) is its shadow or not. Off and on alternate
+(off, on, off, on), each on a freshly started server, so slow drift of the machine's load
+lands on both; the report gives each run and the median p99 of each side.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from app.registry.deployment import Deployments
+from app.registry.store import Registry
+from app.training.train import fitted_fields
+from bench.models import LOGISTIC
+from bench.servers import BenchServer, WrkResult, wrk
+
+CONNECTIONS = 16
+
+
+@dataclass
+class ShadowResult:
+    off: list[WrkResult] = field(default_factory=list)
+    on: list[WrkResult] = field(default_factory=list)
+    dropped: list[float] = field(default_factory=list)
+
+    def p99(self, side: list[WrkResult]) -> float:
+        return statistics.median(r.p99_ms for r in side)
+
+    def report(self) -> list[str]:
+        off, on = self.p99(self.off), self.p99(self.on)
+        change = (on / off - 1) * 100 if off else 0.0
+        verdict = "within" if abs(change) <= 10 else "outside"
+        return [
+            f"Shadow (logistic production, a second logistic version as shadow, c={CONNECTIONS}, "
+            "one process; runs alternate off/on):",
+            "",
+            "| shadow | runs: req/s (p50 ms / p99 ms) | median p99 ms |",
+            "|---|---|---|",
+            f"| off | {'; '.join(_cell(r) for r in self.off)} | {off:.2f} |",
+            f"| on | {'; '.join(_cell(r) for r in self.on)} | {on:.2f} |",
+            "",
+            f"p99 with the shadow on is {change:+.1f}% of off ({verdict} the 10% aim); "
+            f"shadow jobs dropped per run: {', '.join(f'{d:.0f}' for d in self.dropped)}.",
+        ]
+
+
+def _cell(r: WrkResult) -> str:
+    return f"{r.rps:,.0f} ({r.p50_ms:.2f} / {r.p99_ms:.2f})"
+
+
+def add_shadow_version(registry: Registry) -> str:
+    data = load_breast_cancer()
+    X, y = np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1000)).fit(X, y)
+    names = [str(n) for n in data.feature_names]
+    return registry.register(
+        LOGISTIC, model, fitted_fields(model, "classification", names, X, y, X[0])
+    ).version
+
+
+def _dropped(text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("modelserve_shadow_dropped_total{")
+    )
+
+
+def shadow_check(work: Path, registry: Registry, body: Path, seconds: float) -> ShadowResult:
+    import httpx
+
+    version = add_shadow_version(registry)
+    deployments = Deployments(registry)
+    result = ShadowResult()
+    for on in (False, True, False, True):
+        deployments.set_shadow(LOGISTIC, version if on else None)
+        with BenchServer.start("modelserve", work, registry.root, LOGISTIC) as srv:
+            url = srv.url + "/predict"
+            wrk(url, body, CONNECTIONS, 2.0)
+            run = wrk(url, body, CONNECTIONS, seconds)
+            (result.on if on else result.off).append(run)
+            if on:
+                result.dropped.append(_dropped(httpx.get(srv.url + "/metrics", timeout=10).text))
+    deployments.set_shadow(LOGISTIC, None)
+    return result
