@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack-test: {name} ok in {time.monotonic() - start:.0f} s", flush=True)
 
     try:
-        install_packages()
+        phase("packages", install_packages)
         link_compose_plugin()
         phase("engine", engine.start)
     except NoEngineError as exc:

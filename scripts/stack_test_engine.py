@@ -95,10 +95,10 @@ def run(*cmd: str, timeout: float = 120, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def install_packages() -> None:
+def install_packages() -> str:
     missing = [pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None]
     if not missing:
-        return
+        return "docker.io and mmdebstrap already installed"
     if os.geteuid() != 0:
         raise NoEngineError(
             f"{', '.join(missing)} not installed and not root to apt-get install them"
@@ -113,6 +113,7 @@ def install_packages() -> None:
             raise NoEngineError(
                 f"apt-get could not install {missing}: {proc.stderr.strip()[-500:]}"
             )
+    return f"installed {' '.join(missing)}"
 
 
 def link_compose_plugin() -> None:

@@ -52,15 +52,15 @@ def feedback_through_restart(
     restarting.start()
     acked: list[str] = []
     during = 0
-    refused: dict[int, int] = {}
+    refused: dict[str, int] = {}
     pending = list(ids)
     deadline = time.monotonic() + 240
     while pending and time.monotonic() < deadline:
         pid = pending[0]
         resp = _post(ports, "/feedback", {"prediction_id": pid, "label": 0})
         if resp is None or resp.status_code >= 500:
-            if resp is not None:
-                refused[resp.status_code] = refused.get(resp.status_code, 0) + 1
+            key = "no answer" if resp is None else str(resp.status_code)
+            refused[key] = refused.get(key, 0) + 1
             time.sleep(0.2)
             ports = ports_of() or ports  # a restarted replica may get another host port
             continue
