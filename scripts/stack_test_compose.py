@@ -8,6 +8,7 @@ collide with the test.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -215,6 +216,7 @@ class Stack:
             self.compose("down", "-v", "--remove-orphans", timeout=180, check=False)
         if self.holder is not None:
             self.holder.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _hold(port: int) -> socket.socket | None:
