@@ -75,15 +75,23 @@ def test_canary_requests_are_counted_per_version_and_compared_with_production(
     ok = {"model": NAME, "version": "2", "outcome": "ok"}
     assert delta("modelserve_version_requests_total", ok) == len(canary_keys)
     assert total(text, "modelserve_canary_weight_ratio", {"model": NAME}) == pytest.approx(0.1)
-    assert total(text, "modelserve_version_role", {"version": "2", "role": "canary"}) == 1
-    assert total(text, "modelserve_version_role", {"version": "1", "role": "production"}) == 1
+    assert (
+        total(text, "modelserve_version_role", {"model": NAME, "version": "2", "role": "canary"})
+        == 1
+    )
+    assert (
+        total(
+            text, "modelserve_version_role", {"model": NAME, "version": "1", "role": "production"}
+        )
+        == 1
+    )
     # Production scored the canary's rows off the request path: agreement for version 2.
     deadline = time.monotonic() + 10
-    while delta("modelserve_agreement_total", {"version": "2"}) < len(canary_keys):
+    while delta("modelserve_agreement_total", {"model": NAME, "version": "2"}) < len(canary_keys):
         assert time.monotonic() < deadline, "agreement never counted"
         time.sleep(0.05)
         text = client.get("/metrics").text
-    assert delta("modelserve_agreement_total", {"version": "2"}) == len(canary_keys)
+    assert delta("modelserve_agreement_total", {"model": NAME, "version": "2"}) == len(canary_keys)
 
 
 def test_a_pinned_version_is_never_split(

@@ -51,7 +51,7 @@ def test_shadow_leaves_answers_exact_and_logs_both_outputs(
     shadow = shadowed.load(NAME, "2").estimator
     data = load_breast_cancer().data
     before = client.get("/metrics").text
-    agree0 = total(before, "modelserve_agreement_total", {"version": "2"})
+    agree0 = total(before, "modelserve_agreement_total", {"model": NAME, "version": "2"})
     sent: list[str] = []
     requests: list[tuple[list[str], np.ndarray]] = []
     start = 0
@@ -66,7 +66,7 @@ def test_shadow_leaves_answers_exact_and_logs_both_outputs(
         sent.extend(body["prediction_ids"])
         requests.append((body["prediction_ids"], rows))
     counted = _wait_metric(
-        client, "modelserve_agreement_total", {"version": "2"}, agree0 + len(sent)
+        client, "modelserve_agreement_total", {"model": NAME, "version": "2"}, agree0 + len(sent)
     )
     assert counted - agree0 == len(sent)
     services = client.app.state.services  # type: ignore[attr-defined]
@@ -92,8 +92,16 @@ def test_shadow_leaves_answers_exact_and_logs_both_outputs(
             agree += json.loads(output)["prediction"] == shadow_answer["prediction"]
     metrics_now = client.get("/metrics").text
     assert (
-        total(metrics_now, "modelserve_agreement_total", {"version": "2", "outcome": "agree"})
-        - total(before, "modelserve_agreement_total", {"version": "2", "outcome": "agree"})
+        total(
+            metrics_now,
+            "modelserve_agreement_total",
+            {"model": NAME, "version": "2", "outcome": "agree"},
+        )
+        - total(
+            before,
+            "modelserve_agreement_total",
+            {"model": NAME, "version": "2", "outcome": "agree"},
+        )
         == agree
     )
     assert agree < len(sent), "the weak shadow must disagree somewhere for the test to bite"
@@ -107,8 +115,10 @@ def test_feedback_judges_the_shadow_answer_too(
     shadow = shadowed.load(NAME, "2").estimator
     before = client.get("/metrics").text
     body = client.post("/predict", json={"instances": data[:40].tolist()}).json()
-    agreement = total(before, "modelserve_agreement_total", {"version": "2"})
-    _wait_metric(client, "modelserve_agreement_total", {"version": "2"}, agreement + 40)
+    agreement = total(before, "modelserve_agreement_total", {"model": NAME, "version": "2"})
+    _wait_metric(
+        client, "modelserve_agreement_total", {"model": NAME, "version": "2"}, agreement + 40
+    )
     client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
     labels = [
         {"prediction_id": p, "label": int(t)}
@@ -119,7 +129,7 @@ def test_feedback_judges_the_shadow_answer_too(
     expected_correct = int((shadow.predict(data[:40]) == target[:40]).sum())
 
     def delta(outcome: str) -> float:
-        labels_ = {"version": "2", "outcome": outcome}
+        labels_ = {"model": NAME, "version": "2", "outcome": outcome}
         return total(after, "modelserve_shadow_feedback_total", labels_) - total(
             before, "modelserve_shadow_feedback_total", labels_
         )
@@ -127,8 +137,8 @@ def test_feedback_judges_the_shadow_answer_too(
     assert delta("correct") == expected_correct
     assert delta("incorrect") == 40 - expected_correct
     # Production's own accuracy counters only count production's answers.
-    assert total(after, "modelserve_feedback_total", {"version": "2"}) == total(
-        before, "modelserve_feedback_total", {"version": "2"}
+    assert total(after, "modelserve_feedback_total", {"model": NAME, "version": "2"}) == total(
+        before, "modelserve_feedback_total", {"model": NAME, "version": "2"}
     )
 
 
