@@ -2,7 +2,7 @@
 
 The logistic model's production version answers one-row POSTs from wrk at c=16 on one server
 process; a second logistic version (another C) is its shadow or not. Off and on alternate
-(off, on, off, on), each on a freshly started server, so slow drift of the machine's load
+(four times off, on), each on a freshly started server, so slow drift of the machine's load
 lands on both; the report gives each run and the median p99 of each side.
 """
 
@@ -82,7 +82,7 @@ def shadow_check(work: Path, registry: Registry, body: Path, seconds: float) -> 
     version = add_shadow_version(registry)
     deployments = Deployments(registry)
     result = ShadowResult()
-    for on in (False, True, False, True):
+    for on in (False, True) * 4:
         deployments.set_shadow(LOGISTIC, version if on else None)
         with BenchServer.start("modelserve", work, registry.root, LOGISTIC) as srv:
             url = srv.url + "/predict"

@@ -45,6 +45,7 @@ class ServedModel:
         self.loaded_at = 0.0
         self._smoke_error = ""
         self._inference_time = metrics.INFERENCE_DURATION.labels(self.name, self.version)
+        self.answered = metrics.VERSION_REQUESTS.labels(self.name, self.version, "ok")
         self._batch_size = metrics.BATCH_SIZE.labels(self.name)
         self._prediction_value = metrics.PREDICTION_VALUE.labels(self.name, self.version)
         self._drift = DriftCounter(self.metadata)

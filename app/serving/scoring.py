@@ -119,7 +119,7 @@ class Inference:
         except RequestError as exc:
             metrics.VERSION_REQUESTS.labels(name, served.version, exc.reason).inc()
             raise
-        metrics.VERSION_REQUESTS.labels(name, served.version, "ok").inc()
+        served.answered.inc()
         if route.other is not None:
             answered = BatchResult(result.predictions, result.probabilities)
             self.shadow.offer(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,22 +98,28 @@ class ShadowQueue:
                 jobs.append(self._queue.get_nowait())
             try:
                 outcomes = await loop.run_in_executor(self._executor, _score_all, jobs)
-                for job, outcome in zip(jobs, outcomes, strict=True):
-                    self._settle(job, outcome)
+                self._settle(jobs, outcomes)
             except Exception:  # never let one bad hop stop the consumer
                 log.exception("shadow scoring failed")
             if self._queue.empty():
                 self._idle.set()
 
-    def _settle(self, job: Job, outcome: BatchResult | Exception) -> None:
-        name = job.scorer.name
-        if isinstance(outcome, Exception):
-            metrics.SHADOW_FAILURES.labels(name, job.scorer.version).inc()
-            log.warning("%s version %s failed off-path: %s", name, job.scorer.version, outcome)
-            return
-        count_agreement(name, job.compared, job.answered.predictions, outcome.predictions, job)
-        if job.is_shadow and self._sink is not None:
-            self._sink(name, job.compared, outcome.predictions, outcome.probabilities, job.ids)
+    def _settle(self, jobs: list[Job], outcomes: list[BatchResult | Exception]) -> None:
+        """Count the hop's agreement with one increment per series; log shadows' outputs."""
+        agree: Counter[tuple[str, str, str]] = Counter()
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            name = job.scorer.name
+            if isinstance(outcome, Exception):
+                metrics.SHADOW_FAILURES.labels(name, job.scorer.version).inc()
+                log.warning("%s version %s failed off-path: %s", name, job.scorer.version, outcome)
+                continue
+            count_agreement(
+                name, job.compared, job.answered.predictions, outcome.predictions, job, agree
+            )
+            if job.is_shadow and self._sink is not None:
+                self._sink(name, job.compared, outcome.predictions, outcome.probabilities, job.ids)
+        for (name, version, outcome_label), n in agree.items():
+            metrics.AGREEMENT.labels(name, version, outcome_label).inc(n)
 
 
 def _score_all(jobs: list[Job]) -> list[BatchResult | Exception]:
@@ -132,18 +139,22 @@ def count_agreement(
     answered: npt.NDArray[Any],
     other: npt.NDArray[Any],
     job: Job,
+    agree: Counter[tuple[str, str, str]],
 ) -> None:
-    """Classifiers: rows whose predictions agree (every output); regressors: |difference|."""
+    """Classifiers: rows whose predictions agree (every output) into ``agree``; regressors:
+    the absolute differences into their histogram."""
     if len(answered) != len(other):
         metrics.SHADOW_FAILURES.labels(name, job.scorer.version).inc()
         return
     if job.scorer.is_classifier:
-        same = same_rows(answered, other)
-        agree = int(same.sum())
-        if agree:
-            metrics.AGREEMENT.labels(name, version, "agree").inc(agree)
-        if agree < len(same):
-            metrics.AGREEMENT.labels(name, version, "disagree").inc(len(same) - agree)
+        if len(answered) == 1 and answered.ndim == 1:  # the common one-row request, cheaply
+            same = int(answered.tolist() == other.tolist())
+        else:
+            same = int(same_rows(answered, other).sum())
+        if same:
+            agree[(name, version, "agree")] += same
+        if same < len(answered):
+            agree[(name, version, "disagree")] += len(answered) - same
         return
     histogram = metrics.AGREEMENT_DIFFERENCE.labels(name, version)
     diff = np.abs(np.asarray(answered, dtype=float) - np.asarray(other, dtype=float))

@@ -157,6 +157,10 @@ def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     )  # fmt: skip
     client = TestClient(build_app(settings))
     client.__enter__()
+    deadline = time.monotonic() + 60  # the slow shadow's load probe takes seconds
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     before = total(client.get("/metrics").text, "modelserve_shadow_dropped_total", {"model": TOY})
     started = time.monotonic()
     for row in X[:60]:
