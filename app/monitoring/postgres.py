@@ -131,13 +131,17 @@ class PostgresBackend:
                 conn.close()
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        self._insert_many(
+            "INSERT INTO predictions VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            rows,
+        )
+
+    def _insert_many(self, statement: str, rows: Sequence[Sequence[object]]) -> None:
+        """One transaction of idempotent inserts (a retry after a lost commit adds nothing)."""
+
         def work(conn: Conn) -> None:
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO predictions VALUES (%s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    rows,
-                )
+                cur.executemany(statement, rows)
 
         if rows:
             self._call("writer", work, idempotent=True)
@@ -163,16 +167,11 @@ class PostgresBackend:
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
-        def work(conn: Conn) -> None:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO shadow_predictions VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT (prediction_id, version) DO NOTHING",
-                    rows,
-                )
-
-        if rows:
-            self._call("writer", work, idempotent=True)
+        self._insert_many(
+            "INSERT INTO shadow_predictions VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (prediction_id, version) DO NOTHING",
+            rows,
+        )
 
     def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
         def work(conn: Conn) -> list[TupleRow]:

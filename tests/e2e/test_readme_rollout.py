@@ -25,7 +25,8 @@ from app.registry.store import Registry
 from app.serving.routing import to_canary
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.prometheus_proc import PrometheusServer
-from tests.helpers.support import BIN, MODELSERVE, ROOT, Server, copy_registry, stop_process
+from tests.helpers.support import BIN, ROOT, Server, copy_registry
+from tests.helpers.traffic import simulated
 
 pytestmark = pytest.mark.e2e
 SECTION = re.compile(r"^### Canary, shadow and rollout\n(.*?)^## ", re.S | re.M)
@@ -69,47 +70,42 @@ def test_readme_canary_shadow_and_rollout_run_as_written(
     train_quick(registry_path)  # the walk-through's step 1: version 2
     server = server_factory(registry_path, env={"MODELSERVE_POLL_INTERVAL_S": "0.5"})
     server.wait_ready()
-    with PrometheusServer(tmp_path, [f"127.0.0.1:{server.port}"]) as prom:
-        traffic = subprocess.Popen(
-            [MODELSERVE, "simulate", "--url", server.url, "--rate", "40", "--duration", "600",
-             "--feedback-delay", "0.5"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            script = _block("bash")
-            for old, new in {
-                **SCALED,
-                "127.0.0.1:8000": f"127.0.0.1:{server.port}",
-                "http://127.0.0.1:9090": prom.url,
-                "/tmp/ms-models": str(registry_path),
-            }.items():
-                assert old in script, old
-                script = script.replace(old, new)
-            out = _run(script, {"MODELSERVE_REGISTRY": str(registry_path)})
-            print(out)
-            assert "breast-cancer: canary 2 takes 10% of production 1's requests" in out
-            keyed = "2" if to_canary("customer-42", 0.10) else "1"
-            curl = next(line for line in out.splitlines() if line.startswith("{"))
-            answer = json.JSONDecoder().raw_decode(curl)[0]  # curl prints no newline
-            assert answer["version"] == keyed
-            assert f'"version":"{keyed}"' in _section(), "the README shows customer-42's version"
-            assert "breast-cancer: canary 2 ended (rollback); production stays 1" in out
-            assert "model_version:modelserve_version_errors:ratio_rate5m" in out  # --dry-run
-            assert "step 100%: promoted 2 to production (was 1)" in out
-            assert Deployments(Registry(registry_path)).read(NAME).production == "2"
+    with (
+        PrometheusServer(tmp_path, [f"127.0.0.1:{server.port}"]) as prom,
+        simulated(server.url, rate=40, feedback_delay=0.5),
+    ):
+        script = _block("bash")
+        for old, new in {
+            **SCALED,
+            "127.0.0.1:8000": f"127.0.0.1:{server.port}",
+            "http://127.0.0.1:9090": prom.url,
+            "/tmp/ms-models": str(registry_path),
+        }.items():
+            assert old in script, old
+            script = script.replace(old, new)
+        out = _run(script, {"MODELSERVE_REGISTRY": str(registry_path)})
+        print(out)
+        assert "breast-cancer: canary 2 takes 10% of production 1's requests" in out
+        keyed = "2" if to_canary("customer-42", 0.10) else "1"
+        curl = next(line for line in out.splitlines() if line.startswith("{"))
+        answer = json.JSONDecoder().raw_decode(curl)[0]  # curl prints no newline
+        assert answer["version"] == keyed
+        assert f'"version":"{keyed}"' in _section(), "the README shows customer-42's version"
+        assert "breast-cancer: canary 2 ended (rollback); production stays 1" in out
+        assert "model_version:modelserve_version_errors:ratio_rate5m" in out  # --dry-run
+        assert "step 100%: promoted 2 to production (was 1)" in out
+        assert Deployments(Registry(registry_path)).read(NAME).production == "2"
 
-            # The GitHub Actions step: a new version rolled out the same way.
-            train_quick(registry_path)
-            (tmp_path / "reports").mkdir()
-            (tmp_path / "reports" / "train.json").write_text(json.dumps({"version": "3"}))
-            step = yaml.safe_load(_block("yaml"))[0]
-            run = step["run"].replace("${{ secrets.PROMETHEUS_URL }}", prom.url)
-            run = run.replace("reports/train.json", str(tmp_path / "reports" / "train.json"))
-            for old, new in SCALED.items():
-                run = run.replace(old, new)
-            summary = tmp_path / "summary.md"
-            env = {**step["env"], "MODELSERVE_REGISTRY": str(registry_path)}
-            _run(run, {**env, "GITHUB_STEP_SUMMARY": str(summary)})
-            assert "step 100%: promoted 3 to production (was 2)" in summary.read_text()
-        finally:
-            stop_process(traffic)
+        # The GitHub Actions step: a new version rolled out the same way.
+        train_quick(registry_path)
+        (tmp_path / "reports").mkdir()
+        (tmp_path / "reports" / "train.json").write_text(json.dumps({"version": "3"}))
+        step = yaml.safe_load(_block("yaml"))[0]
+        run = step["run"].replace("${{ secrets.PROMETHEUS_URL }}", prom.url)
+        run = run.replace("reports/train.json", str(tmp_path / "reports" / "train.json"))
+        for old, new in SCALED.items():
+            run = run.replace(old, new)
+        summary = tmp_path / "summary.md"
+        env = {**step["env"], "MODELSERVE_REGISTRY": str(registry_path)}
+        _run(run, {**env, "GITHUB_STEP_SUMMARY": str(summary)})
+        assert "step 100%: promoted 3 to production (was 2)" in summary.read_text()

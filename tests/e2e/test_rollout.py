@@ -19,8 +19,9 @@ from app.registry.store import Registry
 from app.training.train import fitted_fields
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.prometheus_proc import PrometheusServer
-from tests.helpers.support import MODELSERVE, ROOT, Server, run_cli, stop_process
+from tests.helpers.support import ROOT, Server, run_cli
 from tests.helpers.toy_models import PickyModel
+from tests.helpers.traffic import simulated
 
 pytestmark = pytest.mark.e2e
 # Short steps for a test; the latency and accuracy margins are wide because two equally good
@@ -62,16 +63,11 @@ def stack(
         registry_path, env={"PYTHONPATH": str(ROOT), "MODELSERVE_POLL_INTERVAL_S": "0.5"}
     )
     server.wait_ready()
-    with PrometheusServer(tmp_path, [f"127.0.0.1:{server.port}"]) as prom:
-        traffic = subprocess.Popen(
-            [MODELSERVE, "simulate", "--url", server.url, "--rate", "60", "--duration", "600",
-             "--feedback-delay", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            yield server, prom
-        finally:
-            stop_process(traffic)
+    with (
+        PrometheusServer(tmp_path, [f"127.0.0.1:{server.port}"]) as prom,
+        simulated(server.url, rate=60, feedback_delay=1),
+    ):
+        yield server, prom
 
 
 def _rollout(

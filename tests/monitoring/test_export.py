@@ -18,16 +18,8 @@ from app.monitoring.export import ExportError, Query, parse_since
 from app.registry.store import Registry
 from tests.helpers.export_log import LABELLED, ROWS, fill_log
 from tests.helpers.lifecycle import DEFAULT_SPEC, NAME
-from tests.helpers.postgres import admin_url, fresh_database
+from tests.helpers.postgres import fresh_database
 from tests.helpers.support import run_cli
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with admin_url() as url:
-        if url is None:
-            pytest.skip("PostgreSQL is not installed and MODELSERVE_TEST_DATABASE_URL is unset")
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -20,7 +20,7 @@ from app.monitoring import schema
 from app.monitoring.backend import open_backend
 from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackend, LogBackendError
 from app.monitoring.sqlite import SqliteBackend
-from tests.helpers.postgres import admin_url, fresh_database
+from tests.helpers.postgres import fresh_database
 
 OLD_SQLITE_DDL = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -148,14 +148,6 @@ class Store:
 
 
 NewStore = Callable[[], Store]
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with admin_url() as url:
-        if url is None:
-            pytest.skip("PostgreSQL is not installed and MODELSERVE_TEST_DATABASE_URL is unset")
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

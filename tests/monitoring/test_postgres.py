@@ -23,21 +23,10 @@ from app.monitoring.postgres import PostgresBackend
 from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackend, LogBackendError
 from app.monitoring.sqlite import SqliteBackend
 from tests.helpers.monitoring import metric_sum
-from tests.helpers.postgres import admin_url, fresh_database
+from tests.helpers.postgres import fresh_database
 from tests.helpers.support import Server, free_port
 
 BackendFactory = Callable[[], LogBackend]
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    with admin_url() as url:
-        if url is None:
-            pytest.skip(
-                "PostgreSQL is not installed (no initdb; Debian: apt-get install postgresql) "
-                "and MODELSERVE_TEST_DATABASE_URL is unset"
-            )
-        yield url
 
 
 @pytest.fixture
