@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -198,9 +199,10 @@ def test_labels_and_selectors_agree(objects: dict[tuple[str, str], dict[str, Any
     assert (target["kind"], target["name"]) == ("Deployment", "modelserve")
     spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
     assert _matches(spread["labelSelector"]["matchLabels"], pod_labels)
-    # Under a ServiceMonitor, Prometheus' job label is the Service name: the rules rely on it.
-    for source in gen_k8s.rule_files():
-        assert 'job="modelserve"' in source.read_text()
+    # Under a ServiceMonitor, Prometheus' job label is the Service name: the rules that select
+    # by job (the HTTP ones) rely on it, and no rule names another job.
+    jobs = [j for f in gen_k8s.rule_files() for j in re.findall(r'job="([^"]*)"', f.read_text())]
+    assert jobs and set(jobs) == {"modelserve"}, jobs
     assert service["metadata"]["name"] == "modelserve"
 
 
