@@ -120,11 +120,14 @@ class SqliteBackend:
                 conn.close()
 
     def write_predictions(self, rows: Sequence[PredictionRow]) -> None:
+        self._insert_many("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _insert_many(self, statement: str, rows: Sequence[Sequence[object]]) -> None:
+        """One write transaction of idempotent inserts on the writer's connection."""
+
         def work(conn: sqlite3.Connection) -> None:
             with _immediate(conn):
-                conn.executemany(
-                    "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", rows
-                )
+                conn.executemany(statement, rows)
 
         self._call("writer", work)
 
@@ -150,13 +153,7 @@ class SqliteBackend:
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            with _immediate(conn):
-                conn.executemany(
-                    "INSERT OR IGNORE INTO shadow_predictions VALUES (?, ?, ?, ?, ?)", rows
-                )
-
-        self._call("writer", work)
+        self._insert_many("INSERT OR IGNORE INTO shadow_predictions VALUES (?, ?, ?, ?, ?)", rows)
 
     def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
         def work(conn: sqlite3.Connection) -> list[tuple[str, float, str, str, str]]:

@@ -21,7 +21,7 @@ from app.serving.runner import ServedModel
 log = logging.getLogger(__name__)
 
 Loader = Callable[[str, str], Awaitable[ServedModel]]
-InUse = Callable[[ServedModel], bool]
+InUse = Callable[[ServedModel], bool]  # whether any role (or production) still holds it
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class Canary:
 
 
 class Companions:
-    def __init__(self, load: Loader, in_use_elsewhere: InUse) -> None:
+    def __init__(self, load: Loader, in_use: InUse) -> None:
         self._load = load
-        self._in_use_elsewhere = in_use_elsewhere
+        self._in_use = in_use
         self.canaries: dict[str, Canary] = {}
         self.shadows: dict[str, ServedModel] = {}
         self._failed: set[tuple[str, str, str]] = set()
@@ -112,7 +112,7 @@ class Companions:
         if old is None or old is new:
             return
         metrics.VERSION_ROLE.labels(old.name, old.version, role).set(0)
-        if not self.holds(old) and not self._in_use_elsewhere(old):
+        if not self._in_use(old):
             await old.close()
 
 
