@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -252,3 +253,50 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
         agreement = "modelserve_agreement_total"
         agreed = _wait_metric(client, agreement, labels, total(before, agreement, labels) + 3)
         assert agreed - total(before, agreement, labels) == 3
+
+
+def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: Path) -> None:
+    """A DataFrame pipeline with string labels and missing values, shadowed by a refit."""
+    import joblib
+
+    from tests.helpers.mixed import MIXED, TARGET, churn_frame, fit_churn, register_churn
+    from tests.helpers.support import run_cli
+
+    root = tmp_path / "models"
+    register_churn(root, tmp_path)
+    refit: Any = fit_churn(churn_frame(seed=7))
+    joblib.dump(refit, tmp_path / "v2.joblib")
+    sample = tmp_path / f"{MIXED}.csv"
+    done = run_cli(
+        "register", MIXED, str(tmp_path / "v2.joblib"), "--sample", str(sample),
+        "--target", TARGET, "--registry", str(root),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    Deployments(Registry(root)).set_shadow(MIXED, "2")
+    frame = churn_frame(n=40, seed=3).drop(columns=TARGET)
+    records = json.loads(frame.to_json(orient="records"))  # NaN tenure -> null
+    settings = Settings(
+        registry=root, model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
+    )
+    labels = {"model": MIXED, "version": "2"}
+    with TestClient(build_app(settings)) as client:
+        start = client.get("/metrics").text
+        before = total(start, "modelserve_agreement_total", labels)
+        body = client.post("/predict", json={"instances": records}).json()
+        assert body["version"] == "1"
+        production = Registry(root).load(MIXED, "1").estimator
+        assert body["predictions"] == production.predict(frame).tolist()  # "yes" / "no"
+        _wait_metric(client, "modelserve_agreement_total", labels, before + len(records))
+        after = client.get("/metrics").text
+        client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        shadow = dict(db.execute("SELECT prediction_id, output FROM shadow_predictions").fetchall())
+    answers = [json.loads(shadow[pid])["prediction"] for pid in body["prediction_ids"]]
+    assert answers == refit.predict(frame).tolist()
+    agree = sum(a == p for a, p in zip(answers, body["predictions"], strict=True))
+    agreed = {**labels, "outcome": "agree"}
+    counted = total(after, "modelserve_agreement_total", agreed) - total(
+        start, "modelserve_agreement_total", agreed
+    )
+    assert total(after, "modelserve_agreement_total", labels) - before == len(records)
+    assert counted == agree  # the counters and the log hold the same answers
