@@ -65,6 +65,19 @@ def concat(parts: Sequence[Rows]) -> Rows:
     return np.concatenate(parts)
 
 
+def split_rows(rows: Rows, sizes: Sequence[int]) -> list[Rows]:
+    """``concat``'s inverse: consecutive parts of ``sizes`` rows (each frame indexed from 0)."""
+    parts: list[Rows] = []
+    start = 0
+    for size in sizes:
+        if isinstance(rows, pd.DataFrame):
+            parts.append(rows.iloc[start : start + size].reset_index(drop=True))
+        else:
+            parts.append(rows[start : start + size])
+        start += size
+    return parts
+
+
 class InputContract:
     """The features a model version takes, in order, and the form it takes them in."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Executor
@@ -16,7 +17,7 @@ from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.confidence import ConfidenceCounter
-from app.serving.contract import InputContract, Rows, concat
+from app.serving.contract import InputContract, Rows, concat, split_rows
 from app.serving.drift import DriftCounter
 from app.serving.exactness import derives_exactly, merges_exactly, probe_records
 from app.serving.onepass import compile_scorer
@@ -119,13 +120,32 @@ class ServedModel:
         self._drift.publish_reference()
         self._confidence.publish()
 
-    def score_off_path(self, rows: Rows, *, timed: bool) -> BatchResult:
-        """One model call outside the batcher and the served counters (shadow scoring)."""
-        start = time.perf_counter()
-        result = self._predict_raw(rows)
-        if timed:
-            self._inference_time.observe(time.perf_counter() - start)
-        return result
+    def score_off_path(
+        self, rows: Rows, sizes: list[int]
+    ) -> tuple[list[BatchResult | Exception], list[float]]:
+        """Score several requests' ``rows`` (merged; ``sizes`` rows each) outside the batcher
+        and the served counters: each request's outcome, and the durations of the model calls.
+
+        One call for all when this model's merged rows are bit for bit its rows scored alone
+        (checked at warm-up, as for the batcher); when that call fails, or the model does not
+        merge exactly, one call per request, so only a bad request fails.
+        """
+        if self._batcher.merge or len(sizes) == 1:
+            start = time.perf_counter()
+            with contextlib.suppress(Exception):
+                merged = self._predict_raw(rows)
+                return _split(merged, sizes), [time.perf_counter() - start]
+        outcomes: list[BatchResult | Exception] = []
+        durations: list[float] = []
+        for part in split_rows(rows, sizes):
+            start = time.perf_counter()
+            try:
+                outcomes.append(self._predict_raw(part))
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            durations.append(time.perf_counter() - start)
+        return outcomes, durations
 
     def _on_depth(self, depth: int) -> None:
         # By difference: a canary's batcher shares the model's gauge with production's.
@@ -187,3 +207,12 @@ class ServedModel:
                 counter = metrics.PREDICTIONS.labels(self.name, self.version, str(label))
                 self._class_counters[str(label)] = counter
             counter.inc(count)
+
+
+def _split(merged: BatchResult, sizes: list[int]) -> list[BatchResult | Exception]:
+    outcomes: list[BatchResult | Exception] = []
+    start = 0
+    for size in sizes:
+        outcomes.append(merged.slice(start, start + size))
+        start += size
+    return outcomes

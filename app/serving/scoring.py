@@ -94,7 +94,9 @@ class Inference:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
-        self.shadow = ShadowQueue(shadow_sink, max_jobs=shadow_queue_size)
+        self.shadow = ShadowQueue(
+            shadow_sink, models.registry.root, models.settings, max_jobs=shadow_queue_size
+        )
 
     async def infer(
         self,

@@ -3,31 +3,37 @@ behind a canary.
 
 The request path only offers a job (its rows, the answer it got and the prediction ids) to a
 bounded queue and never waits: when the queue is full the job is dropped and counted in
-``modelserve_shadow_dropped_total``. One consumer task takes whatever has queued, scores each
-job alone (one model call per job, so a shadow's output is what the model gives those rows
-in-process) in one hop of its own thread, then counts agreement with the answer that was sent
-and hands a shadow's outputs to the prediction log, marked as shadow. Its own thread, not the
-inference thread: production's calls never queue behind a slow shadow, a shadow that cannot
-keep up only drops.
+``modelserve_shadow_dropped_total``. One consumer task sends whatever has queued, as one hop, to
+the off-path scorer process (``app.serving.offpath``), which scores it on a core of its own and
+reports back; one hop is in flight at a time, so a scorer that cannot keep up only makes the
+queue drop. The report's agreement counts, differences, failures and durations go into this
+process's metrics with one increment per series, and a shadow's outputs to the prediction log,
+marked as shadow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections import Counter
+import os
+import pickle
+import sys
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from app import metrics
+from app.config import Settings
 from app.serving.batching import BatchResult
-from app.serving.contract import Rows
+from app.serving.contract import Rows, concat
+from app.serving.offpath import HEADER, Report, Start, Task
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -47,11 +53,79 @@ class Job:
     is_shadow: bool  # the scorer is a shadow (logged, its latency timed); else production
 
 
+class ScorerProcess:
+    """The server's end of one off-path scorer process: started on first use, again after
+    it dies; ``score`` sends one hop and waits for its report."""
+
+    RESPAWN_AFTER_S = 5.0  # a scorer that keeps dying is not restarted for every hop
+
+    def __init__(self, registry: Path, settings: Settings) -> None:
+        self._start = Start(registry, settings)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._spawned_at = -self.RESPAWN_AFTER_S
+
+    async def score(self, tasks: list[Task]) -> Report:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            if time.monotonic() - self._spawned_at < self.RESPAWN_AFTER_S:
+                raise RuntimeError("the off-path scorer exited; restarting it shortly")
+            self._spawned_at = time.monotonic()
+            proc = self._proc = await self._spawn()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            _send(proc.stdin, tasks)
+            await proc.stdin.drain()
+            (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
+            report = pickle.loads(await proc.stdout.readexactly(size))  # noqa: S301 (our child)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            raise RuntimeError(f"the off-path scorer exited: {exc}") from None
+        assert isinstance(report, Report)
+        return report
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # end of input: the scorer exits
+        try:
+            async with asyncio.timeout(5):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        # Its metrics would land in the workers' multiprocess directory: it exports none.
+        env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the same imports
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.serving.offpath",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        _send(proc.stdin, self._start)
+        log.info("off-path scorer started", extra={"pid": proc.pid})
+        return proc
+
+
+def _send(stream: asyncio.StreamWriter, message: object) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(payload)) + payload)
+
+
 class ShadowQueue:
     def __init__(
-        self, sink: ShadowSink | None, *, max_jobs: int = 1000, max_jobs_per_hop: int = 64
+        self,
+        sink: ShadowSink | None,
+        registry: Path,
+        settings: Settings,
+        *,
+        max_jobs: int = 1000,
+        max_jobs_per_hop: int = 256,
     ) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._scorer = ScorerProcess(registry, settings)
         self._sink = sink
         self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_jobs)
         self._per_hop = max_jobs_per_hop
@@ -72,7 +146,9 @@ class ShadowQueue:
             return
         self._idle.clear()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            # A context of its own: the consumer outlives the request that started it.
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), context=contextvars.Context())
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued job is scored; False on timeout."""
@@ -88,83 +164,71 @@ class ShadowQueue:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._scorer.close()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
             while len(jobs) < self._per_hop and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
+            groups = _group(jobs)
             try:
-                outcomes = await loop.run_in_executor(self._executor, _score_all, jobs)
-                self._settle(jobs, outcomes)
-            except Exception:  # never let one bad hop stop the consumer
-                log.exception("shadow scoring failed")
+                tasks = [_task(group) for group in groups]
+                self._settle(groups, await self._scorer.score(tasks))
+            except Exception as exc:  # never let one bad hop stop the consumer
+                for job in jobs:
+                    metrics.SHADOW_FAILURES.labels(job.scorer.name, job.scorer.version).inc()
+                log.error("off-path scoring of %d jobs failed: %s", len(jobs), exc)
             if self._queue.empty():
                 self._idle.set()
 
-    def _settle(self, jobs: list[Job], outcomes: list[BatchResult | Exception]) -> None:
-        """Count the hop's agreement with one increment per series; log shadows' outputs."""
-        agree: Counter[tuple[str, str, str]] = Counter()
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            name = job.scorer.name
-            if isinstance(outcome, Exception):
-                metrics.SHADOW_FAILURES.labels(name, job.scorer.version).inc()
-                log.warning("%s version %s failed off-path: %s", name, job.scorer.version, outcome)
-                continue
-            count_agreement(
-                name, job.compared, job.answered.predictions, outcome.predictions, job, agree
-            )
-            if job.is_shadow and self._sink is not None:
-                self._sink(name, job.compared, outcome.predictions, outcome.probabilities, job.ids)
-        for (name, version, outcome_label), n in agree.items():
-            metrics.AGREEMENT.labels(name, version, outcome_label).inc(n)
+    def _settle(self, groups: list[list[Job]], report: Report) -> None:
+        """Count the hop with one increment per series; log shadows' outputs."""
+        for (name, version, outcome), n in report.agree.items():
+            if n:
+                metrics.AGREEMENT.labels(name, version, outcome).inc(n)
+        for (name, version), values in report.differences.items():
+            histogram = metrics.AGREEMENT_DIFFERENCE.labels(name, version)
+            for value in values:
+                histogram.observe(value)
+        for (name, version), n in report.failures.items():
+            metrics.SHADOW_FAILURES.labels(name, version).inc(n)
+            log.warning("%s version %s failed off-path: %s", name, version,
+                        report.errors.get((name, version), "?"))  # fmt: skip
+        for (name, version), seconds in report.durations.items():
+            histogram = metrics.INFERENCE_DURATION.labels(name, version)
+            for value in seconds:
+                histogram.observe(value)
+        if self._sink is None:
+            return
+        for i, outputs in report.outputs.items():
+            jobs = groups[i]
+            ids = [
+                pid for job, ok in zip(jobs, outputs.scored, strict=True) if ok for pid in job.ids
+            ]
+            result, first = outputs.result, jobs[0]
+            self._sink(first.scorer.name, first.compared, result.predictions,
+                       result.probabilities, ids)  # fmt: skip
 
 
-def _score_all(jobs: list[Job]) -> list[BatchResult | Exception]:
-    """In the shadow thread: every job its own model call."""
-    outcomes: list[BatchResult | Exception] = []
+def _group(jobs: list[Job]) -> list[list[Job]]:
+    """The hop's jobs by scoring version and role, in order within each."""
+    groups: dict[tuple[int, str, bool], list[Job]] = {}
     for job in jobs:
-        try:
-            outcomes.append(job.scorer.score_off_path(job.rows, timed=job.is_shadow))
-        except Exception as exc:
-            outcomes.append(exc)
-    return outcomes
+        groups.setdefault((id(job.scorer), job.compared, job.is_shadow), []).append(job)
+    return list(groups.values())
 
 
-def count_agreement(
-    name: str,
-    version: str,
-    answered: npt.NDArray[Any],
-    other: npt.NDArray[Any],
-    job: Job,
-    agree: Counter[tuple[str, str, str]],
-) -> None:
-    """Classifiers: rows whose predictions agree (every output) into ``agree``; regressors:
-    the absolute differences into their histogram."""
-    if len(answered) != len(other):
-        metrics.SHADOW_FAILURES.labels(name, job.scorer.version).inc()
-        return
-    if job.scorer.is_classifier:
-        if len(answered) == 1 and answered.ndim == 1:  # the common one-row request, cheaply
-            same = int(answered.tolist() == other.tolist())
-        else:
-            same = int(same_rows(answered, other).sum())
-        if same:
-            agree[(name, version, "agree")] += same
-        if same < len(answered):
-            agree[(name, version, "disagree")] += len(answered) - same
-        return
-    histogram = metrics.AGREEMENT_DIFFERENCE.labels(name, version)
-    diff = np.abs(np.asarray(answered, dtype=float) - np.asarray(other, dtype=float))
-    for value in diff.ravel().tolist():
-        histogram.observe(value)
-
-
-def same_rows(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """Per row, whether every output of ``a`` equals ``b``'s (labels of any type)."""
-    equal: npt.NDArray[Any] = np.asarray(a == b)
-    if equal.shape != a.shape:  # numpy could not compare elementwise (mixed label types)
-        equal = np.array([x == y for x, y in zip(a.tolist(), b.tolist(), strict=True)])
-    return np.asarray(equal.astype(bool).reshape(len(a), -1).all(axis=1), dtype=np.bool_)
+def _task(jobs: list[Job]) -> Task:
+    first = jobs[0]
+    many = len(jobs) > 1
+    answered = [job.answered.predictions for job in jobs]
+    return Task(
+        (first.scorer.name, first.scorer.version),
+        first.compared,
+        concat([job.rows for job in jobs]) if many else first.rows,
+        [len(job.rows) for job in jobs],
+        np.concatenate(answered) if many else answered[0],
+        keep_outputs=first.is_shadow,
+        timed=first.is_shadow,
+    )

@@ -178,7 +178,7 @@ def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
 
 
 def test_labels_of_any_type_compare_row_by_row() -> None:
-    from app.serving.shadow import same_rows
+    from app.serving.offpath import same_rows
 
     strings = np.array(["yes", "no", "yes"], dtype=object)
     assert same_rows(strings, np.array(["yes", "yes", "yes"], dtype=object)).tolist() == [

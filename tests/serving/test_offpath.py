@@ -1,0 +1,205 @@
+"""The off-path scorer process: a shadow's outputs are what the model gives each request's rows
+in-process (merged calls only where that is bit for bit exact), DataFrame requests included,
+and a scorer that dies is replaced while production keeps answering."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from app.config import Settings
+from app.registry.deployment import Deployments
+from app.registry.store import Registry
+from app.serving.shadow import ScorerProcess
+from app.training.train import fitted_fields
+from tests.helpers.app_factory import build_app
+from tests.helpers.promtext import total
+from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
+
+
+class BatchSensitive(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Probabilities that move in the last bits with the number of rows scored together, as
+    some BLAS kernels do: the server must never merge requests for it."""
+
+    def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> BatchSensitive:
+        self.inner_ = LogisticRegression(max_iter=500).fit(X, y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def predict(self, X: npt.NDArray[np.float64]) -> Any:
+        return self.inner_.predict(X)
+
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> Any:
+        proba = self.inner_.predict_proba(X)
+        return proba * (1.0 + len(X) * 2.0**-50)
+
+
+def _wait(client: TestClient, name: str, labels: dict[str, str], at_least: float) -> float:
+    deadline = time.monotonic() + 30
+    while True:
+        value = total(client.get("/metrics").text, name, labels)
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def _shadow_rows(path: Path) -> dict[str, Any]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT prediction_id, output FROM shadow_predictions").fetchall()
+    return {pid: json.loads(output) for pid, output in rows}
+
+
+def _served(tmp_path: Path, shadow: Any) -> tuple[Settings, str]:
+    root = tmp_path / "toy-models"
+    registry = toy_registry(root, delay_s=0.0)
+    X, y, names = iris()
+    meta = registry.register(
+        TOY, shadow, fitted_fields(shadow, "classification", names, X, y, X[0])
+    )
+    Deployments(registry).set_shadow(TOY, meta.version)
+    settings = Settings(
+        registry=root, model=TOY, poll_interval_s=0, prediction_log=tmp_path / "log.db"
+    )
+    return settings, meta.version
+
+
+@pytest.mark.parametrize("merges", [False, True], ids=["batch-sensitive", "row-wise"])
+def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
+    tmp_path: Path, merges: bool
+) -> None:
+    X, y, _ = iris()
+    shadow = SlowModel(0.0).fit(X, y) if merges else BatchSensitive().fit(X, y)
+    if not merges:  # the toy bites: merged rows differ from rows scored alone
+        assert (
+            shadow.predict_proba(X[:7]).tolist()
+            != np.vstack([shadow.predict_proba(X[i : i + 1]) for i in range(7)]).tolist()
+        )
+    settings, version = _served(tmp_path, shadow)
+    labels = {"model": TOY, "version": version}
+    requests: list[tuple[list[str], npt.NDArray[np.float64]]] = []
+    with TestClient(build_app(settings)) as client:
+        before = client.get("/metrics").text
+        # Sent while the scorer process starts: its first hops hold many requests.
+        start = 0
+        for size in (1, 2, 5, 1, 3, 8, 1, 1, 4, 2) * 3:
+            rows = X[start : start + size]
+            start += size
+            body = client.post("/predict", json={"instances": rows.tolist()}).json()
+            requests.append((body["prediction_ids"], rows))
+        sent = sum(len(ids) for ids, _ in requests)
+        agreement = "modelserve_agreement_total"
+        assert _wait(client, agreement, labels, total(before, agreement, labels) + sent) == (
+            total(before, agreement, labels) + sent
+        )
+        calls = "modelserve_inference_duration_seconds_count"
+        made = total(client.get("/metrics").text, calls, labels) - total(before, calls, labels)
+        assert client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
+    logged = _shadow_rows(tmp_path / "log.db")
+    for ids, rows in requests:
+        want = shadow.predict_proba(rows).tolist()  # the request's rows in one call
+        assert [logged[pid]["probabilities"] for pid in ids] == want
+        assert [logged[pid]["prediction"] for pid in ids] == shadow.predict(rows).tolist()
+    if merges:
+        assert made < len(requests), "a row-wise model's queued requests share model calls"
+    else:
+        assert made == len(requests), "a batch-sensitive model gets one call per request"
+
+
+def test_dataframe_requests_are_split_back_exactly(tmp_path: Path) -> None:
+    """A mixed-type pipeline's requests travel merged into one frame and are scored apart."""
+    import joblib
+
+    from tests.helpers.mixed import MIXED, TARGET, churn_frame, fit_churn, register_churn
+    from tests.helpers.support import run_cli
+
+    root = tmp_path / "models"
+    register_churn(root, tmp_path)
+    refit: Any = fit_churn(churn_frame(seed=11))
+    joblib.dump(refit, tmp_path / "v2.joblib")
+    done = run_cli(
+        "register", MIXED, str(tmp_path / "v2.joblib"), "--sample",
+        str(tmp_path / f"{MIXED}.csv"), "--target", TARGET, "--registry", str(root),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    Deployments(Registry(root)).set_shadow(MIXED, "2")
+    frame = churn_frame(n=60, seed=5).drop(columns=TARGET)
+    settings = Settings(
+        registry=root, model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
+    )
+    sent: list[tuple[list[str], Any]] = []
+    labels = {"model": MIXED, "version": "2"}
+    with TestClient(build_app(settings)) as client:
+        before = total(client.get("/metrics").text, "modelserve_agreement_total", labels)
+        for start, stop in ((0, 1), (1, 4), (4, 5), (5, 12), (12, 13), (13, 30), (30, 60)):
+            part = frame.iloc[start:stop]
+            records = json.loads(part.to_json(orient="records"))
+            body = client.post("/predict", json={"instances": records}).json()
+            sent.append((body["prediction_ids"], part))
+        counted = _wait(client, "modelserve_agreement_total", labels, before + len(frame))
+        assert counted == before + len(frame)
+        assert client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
+    logged = _shadow_rows(tmp_path / "m.db")
+    for ids, part in sent:
+        assert [logged[pid]["prediction"] for pid in ids] == refit.predict(part).tolist()
+
+
+def _scorer_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"app.serving.offpath" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ScorerProcess, "RESPAWN_AFTER_S", 0.0)
+    X, y, _ = iris()
+    settings, version = _served(tmp_path, LogisticRegression(max_iter=500).fit(X, y))
+    labels = {"model": TOY, "version": version}
+    agreement, failures = "modelserve_agreement_total", "modelserve_shadow_failures_total"
+    with TestClient(build_app(settings)) as client:
+        text = client.get("/metrics").text
+        agreed0, failed0 = total(text, agreement, labels), total(text, failures, labels)
+        assert client.post("/predict", json={"instances": X[:3].tolist()}).status_code == 200
+        assert _wait(client, agreement, labels, agreed0 + 3) == agreed0 + 3
+        (pid,) = _scorer_pids()
+        os.kill(pid, signal.SIGKILL)
+        for row in X[:45]:
+            response = client.post("/predict", json={"instances": [row.tolist()]})
+            assert response.status_code == 200
+        # Every row is accounted for: scored (agreement) or lost with the killed scorer.
+        deadline = time.monotonic() + 30
+        while True:
+            text = client.get("/metrics").text
+            agreed = total(text, agreement, labels) - agreed0 - 3
+            failed = total(text, failures, labels) - failed0
+            if agreed + failed >= 45 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert agreed + failed == 45
+        assert agreed >= 5, "a new scorer took over"
+        (new_pid,) = _scorer_pids()
+        assert new_pid != pid
+    assert _scorer_pids() == [], "the server stops its scorer when it stops"
