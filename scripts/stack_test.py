@@ -3,9 +3,12 @@
 Phases (each timed): engine (packages, dockerd, compose plugin), stand-in base images, the
 image from the Dockerfile unmodified, the container alone (read-only, HEALTHCHECK healthy,
 a correct prediction), then the compose stack without Grafana (not packaged, no image
-reachable): three replicas in Prometheus with the rules loaded, demo traffic filling the
-accuracy and PSI series, ModelserveDown reaching alert-webhook, a restart of the replicas that
-loses no acknowledged feedback, and ``docker compose down -v``. Everything it creates carries
+reachable), brought up while a program outside Docker holds 127.0.0.1:8000: the edge's logged
+port answers the artifact's prediction, three replicas in Prometheus with the rules loaded and
+fresh connections to the one host port reaching more than one of them, demo traffic filling
+the accuracy and PSI series, ModelserveDown reaching alert-webhook, a restarted edge keeping
+its port, a restart of the replicas that loses no acknowledged feedback, and
+``docker compose down -v``. Everything it creates carries
 the label ``org.modelserve.stack-test`` or the project name ``modelserve-stack-test``, and only
 that is removed. Exit 0 on success or on a skip (the reason printed first), 1 on a failure.
 Run: ``python -m scripts.stack_test [--keep-engine]``.
@@ -14,7 +17,6 @@ Run: ``python -m scripts.stack_test [--keep-engine]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -23,8 +25,6 @@ import time
 from collections.abc import Callable
 
 import httpx
-import joblib
-import numpy as np
 
 from scripts import stack_test_compose as stack
 from scripts.stack_test_engine import (
@@ -33,6 +33,7 @@ from scripts.stack_test_engine import (
     Engine,
     NoEngineError,
     build_stand_ins,
+    example_and_truth,
     install_packages,
     link_compose_plugin,
     run,
@@ -41,13 +42,6 @@ from scripts.stack_test_engine import (
 
 IMAGE = "modelserve:stack-test"
 CONTAINER = "modelserve-stack-test-alone"
-
-
-def example_and_truth() -> tuple[list[float], list[object]]:
-    version = ROOT / "models/breast-cancer/1"
-    example = json.loads((version / "metadata.json").read_text())["example"]
-    model = joblib.load(version / "model.joblib")
-    return example, model.predict(np.asarray([example], dtype=float)).tolist()
 
 
 def build_image() -> str:
@@ -142,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         phase("container alone", check_container)
         with stack.Stack(IMAGE) as up:
             phase("compose up (all but Grafana)", up.up)
-            phase("port 8000 taken", up.check_port_taken)
-            phase("scale modelserve=3, Prometheus targets and rules", up.check_scaled)
+            phase("port 8000 held: the API on the edge's port", up.check_port_taken)
+            phase("scale modelserve=3: Prometheus, rules, one port", up.check_scaled)
             phase("demo profile: accuracy and PSI series", up.check_demo)
             phase("ModelserveDown reaches alert-webhook", up.check_alert)
+            phase("edge restart keeps the port", up.check_edge_restart)
             phase("restart loses no acknowledged feedback", up.check_restart)
             phase("compose down -v", up.down)
     except (AssertionError, RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as exc:

@@ -2,12 +2,14 @@
 
 The committed docker-compose.yml and configs are used as they are; an override file only moves
 Prometheus' and Alertmanager's host ports to free ones, so a Prometheus already on 9090 does not
-collide with the test.
+collide with the test. The API's host port is the one the ``edge`` service names in its log
+(the first free one of 8000-8009; the test holds 8000 with a program outside Docker).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,11 +20,20 @@ from typing import Any
 
 import httpx
 
-from scripts.stack_test_engine import ROOT, run, wait_until
+from scripts.stack_test_engine import ROOT, example_and_truth, run, wait_until
 from tests.helpers.support import free_port
 
 PROJECT = "modelserve-stack-test"
-SERVICES = ("modelserve", "prometheus", "alertmanager", "alert-webhook")
+SERVICES = ("edge", "modelserve", "prometheus", "alertmanager", "alert-webhook")
+ANNOUNCED = re.compile(r"modelserve API on http://127\.0\.0\.1:(\d+)(?: \((.*)\))?$", re.M)
+# A replica's own count of GET /health/live (nothing else asks it; the healthcheck asks
+# /health/ready), from inside its container: its :8000 is not on the host.
+COUNT_LIVE = (
+    "import urllib.request as u; t = u.urlopen('http://127.0.0.1:8000/metrics', timeout=10)"
+    ".read().decode(); print(sum(float(line.rsplit(' ', 1)[1]) for line in t.splitlines()"
+    " if line.startswith('http_requests_total{') and 'handler=\"/health/live\"' in line))"
+)
+FRESH_CONNECTIONS = 60
 OVERRIDE = """\
 services:
   prometheus:
@@ -41,10 +52,10 @@ class Stack:
             OVERRIDE.format(prometheus=self.prometheus_port, alertmanager=self.alertmanager_port)
         )
         self.env = {**os.environ, "MODELSERVE_IMAGE": image, "COMPOSE_PROJECT_NAME": PROJECT}
-        self.env.pop("MODELSERVE_HOST_PORTS", None)
+        for chosen in ("MODELSERVE_HOST_PORTS", "MODELSERVE_HOST_IP"):  # the defaults, tested
+            self.env.pop(chosen, None)
         self.holder: socket.socket | None = None
         self.is_up = False
-        self.moved = ""
 
     # ---- plumbing ----
     def compose(
@@ -97,13 +108,23 @@ class Stack:
             check=check,
         )
 
-    def modelserve_ports(self) -> list[int]:
-        ids = self.compose("ps", "-q", "modelserve").stdout.split()
-        ports = []
-        for cid in ids:
-            out = run("docker", "port", cid, "8000/tcp", check=False).stdout
-            ports += [int(line.rsplit(":", 1)[1]) for line in out.splitlines() if ":" in line]
-        return sorted(ports)
+    def announced(self) -> tuple[int, str]:
+        """The edge's last "modelserve API on ..." line: the port and why that one."""
+        logs = self.compose("logs", "--no-log-prefix", "edge").stdout
+        found = ANNOUNCED.findall(logs)
+        assert found, f"no port named in the edge's log:\n{logs[-2000:]}"
+        port, why = found[-1]
+        return int(port), why
+
+    def api_ports(self) -> list[int]:
+        return [self.announced()[0]]
+
+    def replica_live_counts(self) -> dict[str, float]:
+        """Each replica's count of GET /health/live, from its own /metrics."""
+        return {
+            cid[:12]: float(run("docker", "exec", cid, "python", "-c", COUNT_LIVE).stdout)
+            for cid in self.compose("ps", "-q", "modelserve").stdout.split()
+        }
 
     def prom(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.prometheus_port}{path}"
@@ -117,23 +138,24 @@ class Stack:
     def up(self) -> str:
         """Compose up with 127.0.0.1:8000 held by a program outside Docker (if it is free)."""
         self.holder = _hold(8000)
-        proc = self.up_services(check=False)
-        if proc.returncode == 0:
-            self.moved = "the engine moved along the range"
-            return f"up and healthy: {', '.join(SERVICES)}"
-        if "address already in use" not in proc.stderr:
-            raise AssertionError(f"docker compose up: {proc.stderr.strip()[-2000:]}")
-        # Docker 20.10 (Debian 12's docker.io) does not try the next port of a range when a
-        # process outside Docker holds the first one; the README documents the variable.
-        self.moved = "this engine refused 8000 (address already in use): MODELSERVE_HOST_PORTS"
-        self.env["MODELSERVE_HOST_PORTS"] = "8001-8010"
-        self.up_services()
-        return f"up and healthy after {self.moved}"
+        self.up_services()  # issue #15: this failed with "address already in use"
+        return f"up and healthy: {', '.join(SERVICES)}"
 
-    def check_port_taken(self) -> str:
-        ports = self.modelserve_ports()
-        assert len(ports) == 1 and 8000 < ports[0] <= 8010, ports
-        return f"modelserve on 127.0.0.1:{ports[0]} ({self.moved})"
+    def check_port_taken(self) -> list[str]:
+        port, why = self.announced()
+        assert 8000 < port <= 8009, (port, why)
+        assert "in use" in why and "8000" in re.findall(r"\d+", why), why  # "8000 was in use"
+        example, truth = example_and_truth()
+        url = f"http://127.0.0.1:{port}"
+        body = httpx.post(f"{url}/predict", json={"instances": [example]}, timeout=10).json()
+        assert body["predictions"] == truth, body
+        asked = self.compose("exec", "-T", "edge", "python", "-m", "app.tools.edge", "--check")
+        assert asked.stdout.strip() == f"modelserve API on {url}", asked.stdout
+        held = "held by this test" if self.holder else "already held by another program"
+        return [
+            f"edge log: modelserve API on {url} ({why}); 8000 {held}",
+            f"/predict on {port}: {truth}; `edge --check` names the same URL",
+        ]
 
     def check_scaled(self) -> list[str]:
         self.up_services("--scale", "modelserve=3", "--no-recreate")
@@ -151,7 +173,25 @@ class Stack:
         groups = self.prom("/api/v1/rules")["groups"]
         rules = [r["name"] for g in groups for r in g["rules"]]
         assert "ModelserveDown" in rules and "model_version:modelserve_accuracy:ratio1h" in rules
-        return [f"targets up: {', '.join(up)}", f"{len(groups)} rule groups, {len(rules)} rules"]
+        return [
+            f"targets up: {', '.join(up)}",
+            f"{len(groups)} rule groups, {len(rules)} rules",
+            self.spread(),
+        ]
+
+    def spread(self) -> str:
+        """Requests over fresh connections to the one host port reach more than one replica."""
+        (port,) = self.api_ports()
+        before = self.replica_live_counts()
+        for _ in range(FRESH_CONNECTIONS):
+            with httpx.Client(timeout=10) as client:  # a new connection each time
+                client.get(f"http://127.0.0.1:{port}/health/live").raise_for_status()
+        after = self.replica_live_counts()
+        served = {cid: after[cid] - before.get(cid, 0.0) for cid in after}
+        assert len(served) == 3 and sum(served.values()) == FRESH_CONNECTIONS, served
+        assert sum(1 for n in served.values() if n > 0) > 1, served
+        counts = ", ".join(f"{cid} {n:.0f}" for cid, n in sorted(served.items()))
+        return f"{FRESH_CONNECTIONS} requests on 127.0.0.1:{port}, one per connection: {counts}"
 
     def check_demo(self) -> list[str]:
         self.compose("up", "-d", "--no-build", "--pull", "never", "--no-recreate", "simulate")
@@ -179,13 +219,31 @@ class Stack:
             run("docker", "unpause", victim)
         return f"paused {victim[:12]}: ModelserveDown firing delivered to alert-webhook"
 
+    def check_edge_restart(self) -> list[str]:
+        """A restarted edge takes the replicas' socket back: same port, still answering."""
+        (port,) = self.api_ports()
+        self.compose("restart", "edge", timeout=120)
+        self.up_services(services=("edge",))  # waits for its healthcheck
+        again, why = self.announced()
+        assert again == port and "kept over this restart" in why, (port, again, why)
+        example, truth = example_and_truth()
+        body = httpx.post(
+            f"http://127.0.0.1:{port}/predict", json={"instances": [example]}, timeout=10
+        ).json()
+        assert body["predictions"] == truth, body
+        return [f"edge log after the restart: port {again} ({why})", f"/predict {truth}"]
+
     def check_restart(self) -> list[str]:
         from scripts.stack_test_feedback import feedback_through_restart
 
         def restart() -> None:
             self.compose("restart", "modelserve", timeout=180)
 
-        return feedback_through_restart(self.modelserve_ports, restart)
+        lines = feedback_through_restart(self.api_ports, restart)
+        self.up_services("--scale", "modelserve=3", "--no-recreate")  # all three healthy again
+        # The replicas fetched the socket again, from the edge that was itself restarted.
+        lines.append(self.spread())
+        return lines
 
     def down(self) -> str:
         self.compose("down", "-v", "--remove-orphans", timeout=180)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STACK_TEST_STATE", Path(tempfile.gettempdir(), "modelserve-stack")))
@@ -227,6 +229,14 @@ def build_stand_ins() -> list[str]:
             raise RuntimeError(f"stand-in {stand_in.tag} failed: {imported.stderr.strip()}")
         done.append(f"{stand_in.tag}: built from Debian in {time.monotonic() - start:.0f} s")
     return done
+
+
+def example_and_truth() -> tuple[list[float], list[object]]:
+    """The artifact's own example row and what the model itself predicts for it."""
+    version = ROOT / "models/breast-cancer/1"
+    example = json.loads((version / "metadata.json").read_text())["example"]
+    model = joblib.load(version / "model.joblib")
+    return example, model.predict(np.asarray([example], dtype=float)).tolist()
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float, every: float = 3) -> Any:

@@ -1,7 +1,8 @@
 """The compose stack as Docker would see it (``docker-compose config``, no engine needed).
 
-Every mounted file exists; Prometheus finds modelserve replicas by DNS; Grafana is provisioned
-with the dashboard the monitoring tests check; the demo simulator's command really runs.
+Every mounted file exists; Prometheus finds modelserve replicas by DNS; the edge lends the one
+host port to every replica; Grafana is provisioned with the dashboard the monitoring tests
+check; the demo simulator's command really runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.dockerfile import load
+from tests.helpers.dockerfile import load, stages
 from tests.helpers.support import ROOT, copy_registry
 
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
@@ -138,9 +139,9 @@ def test_grafana_provisioning_points_at_the_repo_dashboard(stack: dict[str, Any]
 def test_modelserve_scales_and_runs_read_only(stack: dict[str, Any]) -> None:
     svc = service(stack, "modelserve")
     assert "container_name" not in svc
-    for port in svc.get("ports", []):
-        published = str(port.get("published", ""))
-        assert not published or "-" in published, "a fixed host port breaks --scale"
+    # Issue #15: a published port (or range) fails on Docker 20.10 when a program outside
+    # Docker holds it; the edge's socket is the host port, and any number of replicas share it.
+    assert not svc.get("ports"), "the edge service owns the host port"
     assert svc["read_only"] is True
     image = load(ROOT / "Dockerfile", {})
     assert any(t.split(":")[0] == "/tmp" for t in svc["tmpfs"])
@@ -163,6 +164,31 @@ def test_images_are_pinned_and_dependencies_wait_for_health(stack: dict[str, Any
             assert has_check or ("build" in target and dockerfile_has_healthcheck), dep
     for volume in ("prometheus-data", "grafana-data", "predictions"):
         assert volume in stack["volumes"]
+
+
+def test_the_edge_lends_the_host_port_to_every_replica(stack: dict[str, Any]) -> None:
+    """Host network (sees every program's ports), its own check, a volume both sides write."""
+    edge, replica = service(stack, "edge"), service(stack, "modelserve")
+    assert edge["network_mode"] == "host" and not edge.get("ports")
+    assert edge["environment"]["MODELSERVE_HOST_PORTS"] == "8000-8009"  # the default
+    assert edge["environment"]["MODELSERVE_HOST_IP"] == "127.0.0.1"
+    command = edge["command"]
+    assert command[:3] == ["python", "-m", "app.tools.edge"]
+    assert edge["healthcheck"]["test"] == ["CMD", *command, "--check"]
+    assert edge["read_only"] is True and edge["restart"] == "unless-stopped"
+    assert "user" not in edge  # the image's uid 10001, as the replicas
+    assert replica["depends_on"]["edge"]["condition"] == "service_healthy"
+
+    path = PurePosixPath(edge["environment"]["MODELSERVE_HANDOFF_SOCKET"])
+    assert replica["environment"]["MODELSERVE_HANDOFF_SOCKET"] == str(path)
+    mounts = [{m["target"]: m for m in svc["volumes"]}[str(path.parent)] for svc in (edge, replica)]
+    assert {(m["type"], m["source"]) for m in mounts} == {("volume", "handoff")}
+    assert not any(m.get("read_only") for m in mounts)
+    # The image owns that directory for uid 10001, so a fresh named volume inherits it.
+    final = stages((ROOT / "Dockerfile").read_text())[-1]
+    runs = " ".join(i.args for i in final.instructions if i.keyword == "RUN")
+    assert f"chown modelserve:modelserve /app/data {path.parent}" in runs
+    assert load(ROOT / "Dockerfile", {}).user == "10001:10001"
 
 
 @pytest.mark.e2e
