@@ -32,6 +32,7 @@ class ShadowResult:
     off: list[WrkResult] = field(default_factory=list)
     on: list[WrkResult] = field(default_factory=list)
     dropped: list[float] = field(default_factory=list)
+    scored: list[float] = field(default_factory=list)  # share of production's rows, per run
 
     def p99(self, side: list[WrkResult]) -> float:
         return statistics.median(r.p99_ms for r in side)
@@ -50,7 +51,9 @@ class ShadowResult:
             f"| on | {'; '.join(_cell(r) for r in self.on)} | {on:.2f} |",
             "",
             f"p99 with the shadow on is {change:+.1f}% of off ({verdict} the 10% aim); "
-            f"shadow jobs dropped per run: {', '.join(f'{d:.0f}' for d in self.dropped)}.",
+            f"shadow jobs dropped per run: {', '.join(f'{d:.0f}' for d in self.dropped)}; "
+            f"share of production's rows the shadow scored: "
+            f"{', '.join(f'{100 * s:.0f}%' for s in self.scored)}.",
         ]
 
 
@@ -68,11 +71,9 @@ def add_shadow_version(registry: Registry) -> str:
     ).version
 
 
-def _dropped(text: str) -> float:
+def _sum(text: str, prefix: str) -> float:
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("modelserve_shadow_dropped_total{")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
 
 
@@ -90,6 +91,10 @@ def shadow_check(work: Path, registry: Registry, body: Path, seconds: float) -> 
             run = wrk(url, body, CONNECTIONS, seconds)
             (result.on if on else result.off).append(run)
             if on:
-                result.dropped.append(_dropped(httpx.get(srv.url + "/metrics", timeout=10).text))
+                text = httpx.get(srv.url + "/metrics", timeout=10).text
+                result.dropped.append(_sum(text, "modelserve_shadow_dropped_total{"))
+                answered = _sum(text, f'modelserve_version_requests_total{{model="{LOGISTIC}"')
+                scored = _sum(text, "modelserve_agreement_total{")
+                result.scored.append(scored / answered if answered else 0.0)
     deployments.set_shadow(LOGISTIC, None)
     return result

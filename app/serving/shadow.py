@@ -21,6 +21,7 @@ import os
 import pickle
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,28 +124,35 @@ class ShadowQueue:
         settings: Settings,
         *,
         max_jobs: int = 1000,
-        max_jobs_per_hop: int = 256,
+        max_jobs_per_hop: int = 128,
+        hop_interval_s: float = 0.02,
     ) -> None:
         self._scorer = ScorerProcess(registry, settings)
         self._sink = sink
-        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_jobs)
+        self._jobs: deque[Job] = deque()
+        self._max_jobs = max_jobs
         self._per_hop = max_jobs_per_hop
+        # Hops at most this often while the queue is under half full: each hop costs the
+        # event loop a pickle, a pipe round trip and a report, so few large ones are cheaper.
+        self._interval_s = hop_interval_s
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._jobs)
 
     def offer(self, job: Job) -> None:
         """Queue ``job`` for scoring later; never blocks, never raises."""
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
+        if len(self._jobs) >= self._max_jobs:
             metrics.SHADOW_DROPPED.labels(job.scorer.name).inc()
             return
-        self._idle.clear()
+        self._jobs.append(job)
+        if self._idle.is_set():
+            self._idle.clear()
+            self._wake.set()
         if self._task is None or self._task.done():
             # A context of its own: the consumer outlives the request that started it.
             loop = asyncio.get_running_loop()
@@ -167,10 +175,14 @@ class ShadowQueue:
         await self._scorer.close()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self._queue.get()]
-            while len(jobs) < self._per_hop and not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
+            if not self._jobs:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            started = loop.time()
+            jobs = [self._jobs.popleft() for _ in range(min(self._per_hop, len(self._jobs)))]
             groups = _group(jobs)
             try:
                 tasks = [_task(group) for group in groups]
@@ -179,8 +191,9 @@ class ShadowQueue:
                 for job in jobs:
                     metrics.SHADOW_FAILURES.labels(job.scorer.name, job.scorer.version).inc()
                 log.error("off-path scoring of %d jobs failed: %s", len(jobs), exc)
-            if self._queue.empty():
-                self._idle.set()
+            rest = self._interval_s - (loop.time() - started)
+            if rest > 0 and self._jobs and len(self._jobs) < self._max_jobs // 2:
+                await asyncio.sleep(rest)
 
     def _settle(self, groups: list[list[Job]], report: Report) -> None:
         """Count the hop with one increment per series; log shadows' outputs."""

@@ -185,6 +185,7 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         assert client.post("/predict", json={"instances": X[:3].tolist()}).status_code == 200
         assert _wait(client, agreement, labels, agreed0 + 3) == agreed0 + 3
         (pid,) = _scorer_pids()
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE, "it only takes CPU nothing wants"
         os.kill(pid, signal.SIGKILL)
         for row in X[:45]:
             response = client.post("/predict", json={"instances": [row.tolist()]})
