@@ -194,7 +194,20 @@ class Stack:
         return f"{FRESH_CONNECTIONS} requests on 127.0.0.1:{port}, one per connection: {counts}"
 
     def check_demo(self) -> list[str]:
-        self.compose("up", "-d", "--no-build", "--pull", "never", "--no-recreate", "simulate")
+        # --scale: `up simulate` converges its dependency modelserve too, back to one replica
+        # without it, and the later checks (a paused replica, restarts) would see only that one.
+        self.compose(
+            "up",
+            "-d",
+            "--no-build",
+            "--pull",
+            "never",
+            "--no-recreate",
+            "--scale",
+            "modelserve=3",
+            "simulate",
+        )
+        assert len(self.compose("ps", "-q", "modelserve").stdout.split()) == 3
         acc = wait_until(
             "accuracy series", lambda: self.query("model_version:modelserve_accuracy:ratio1h"), 180
         )
@@ -236,12 +249,16 @@ class Stack:
     def check_restart(self) -> list[str]:
         from scripts.stack_test_feedback import feedback_through_restart
 
+        before = set(self.compose("ps", "-q", "modelserve").stdout.split())
+
         def restart() -> None:
             self.compose("restart", "modelserve", timeout=180)
 
         lines = feedback_through_restart(self.api_ports, restart)
         self.up_services("--scale", "modelserve=3", "--no-recreate")  # all three healthy again
-        # The replicas fetched the socket again, from the edge that was itself restarted.
+        assert set(self.compose("ps", "-q", "modelserve").stdout.split()) == before
+        # The same three containers, restarted: they fetched the socket again, from the edge
+        # that was itself restarted.
         lines.append(self.spread())
         return lines
 
