@@ -177,7 +177,21 @@ class Stack:
             f"targets up: {', '.join(up)}",
             f"{len(groups)} rule groups, {len(rules)} rules",
             self.spread(),
+            self.replica_ports(),
         ]
+
+    def replica_ports(self) -> str:
+        """Each replica's own loopback port (where Docker Desktop cannot share the host's
+        network with the edge) answers too: `docker compose port --index N modelserve 8000`."""
+        found = []
+        for index in (1, 2, 3):
+            address = self.compose("port", "--index", str(index), "modelserve", "8000").stdout
+            host, _, port = address.strip().rpartition(":")
+            assert host == "127.0.0.1", address
+            answer = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+            assert answer.status_code == 200, (address, answer.text)
+            found.append(port)
+        return f"each replica also on its own loopback port: {', '.join(found)}"
 
     def spread(self) -> str:
         """Requests over fresh connections to the one host port reach more than one replica."""
