@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -36,3 +37,16 @@ def label_values(text: str) -> set[str]:
         for sample in family.samples
         for value in sample.labels.values()
     }
+
+
+def wait_total(
+    scrape: Callable[[], str], name: str, labels: Mapping[str, str], at_least: float,
+    timeout_s: float = 30.0,
+) -> float:  # fmt: skip
+    """Scrape until ``total`` reaches ``at_least`` (or the timeout); the last total."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = total(scrape(), name, labels)
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)

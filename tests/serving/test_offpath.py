@@ -25,7 +25,7 @@ from app.registry.store import Registry
 from app.serving.shadow import ScorerProcess
 from app.training.train import fitted_fields
 from tests.helpers.app_factory import build_app
-from tests.helpers.promtext import total
+from tests.helpers.promtext import total, wait_total
 from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
 
 
@@ -44,15 +44,6 @@ class BatchSensitive(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: npt.NDArray[np.float64]) -> Any:
         proba = self.inner_.predict_proba(X)
         return proba * (1.0 + len(X) * 2.0**-50)
-
-
-def _wait(client: TestClient, name: str, labels: dict[str, str], at_least: float) -> float:
-    deadline = time.monotonic() + 30
-    while True:
-        value = total(client.get("/metrics").text, name, labels)
-        if value >= at_least or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def _shadow_rows(path: Path) -> dict[str, Any]:
@@ -100,9 +91,12 @@ def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
             requests.append((body["prediction_ids"], rows))
         sent = sum(len(ids) for ids, _ in requests)
         agreement = "modelserve_agreement_total"
-        assert _wait(client, agreement, labels, total(before, agreement, labels) + sent) == (
-            total(before, agreement, labels) + sent
-        )
+        assert wait_total(
+            lambda: client.get("/metrics").text,
+            agreement,
+            labels,
+            total(before, agreement, labels) + sent,
+        ) == (total(before, agreement, labels) + sent)
         calls = "modelserve_inference_duration_seconds_count"
         made = total(client.get("/metrics").text, calls, labels) - total(before, calls, labels)
         assert client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
@@ -147,7 +141,12 @@ def test_dataframe_requests_are_split_back_exactly(tmp_path: Path) -> None:
             records = json.loads(part.to_json(orient="records"))
             body = client.post("/predict", json={"instances": records}).json()
             sent.append((body["prediction_ids"], part))
-        counted = _wait(client, "modelserve_agreement_total", labels, before + len(frame))
+        counted = wait_total(
+            lambda: client.get("/metrics").text,
+            "modelserve_agreement_total",
+            labels,
+            before + len(frame),
+        )
         assert counted == before + len(frame)
         assert client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
     logged = _shadow_rows(tmp_path / "m.db")
@@ -183,7 +182,10 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         text = client.get("/metrics").text
         agreed0, failed0 = total(text, agreement, labels), total(text, failures, labels)
         assert client.post("/predict", json={"instances": X[:3].tolist()}).status_code == 200
-        assert _wait(client, agreement, labels, agreed0 + 3) == agreed0 + 3
+        assert (
+            wait_total(lambda: client.get("/metrics").text, agreement, labels, agreed0 + 3)
+            == agreed0 + 3
+        )
         (pid,) = _scorer_pids()
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE, "it only takes CPU nothing wants"
         os.kill(pid, signal.SIGKILL)

@@ -21,17 +21,8 @@ from app.registry.store import Registry
 from app.training.train import fitted_fields
 from tests.helpers.app_factory import build_app
 from tests.helpers.lifecycle import NAME, train_quick
-from tests.helpers.promtext import total
+from tests.helpers.promtext import total, wait_total
 from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
-
-
-def _wait_metric(client: TestClient, name: str, labels: dict[str, str], at_least: float) -> float:
-    deadline = time.monotonic() + 20
-    while True:
-        value = total(client.get("/metrics").text, name, labels)
-        if value >= at_least or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -66,8 +57,11 @@ def test_shadow_leaves_answers_exact_and_logs_both_outputs(
         assert body["probabilities"] == prod.predict_proba(rows).tolist()
         sent.extend(body["prediction_ids"])
         requests.append((body["prediction_ids"], rows))
-    counted = _wait_metric(
-        client, "modelserve_agreement_total", {"model": NAME, "version": "2"}, agree0 + len(sent)
+    counted = wait_total(
+        lambda: client.get("/metrics").text,
+        "modelserve_agreement_total",
+        {"model": NAME, "version": "2"},
+        agree0 + len(sent),
     )
     assert counted - agree0 == len(sent)
     services = client.app.state.services  # type: ignore[attr-defined]
@@ -117,8 +111,11 @@ def test_feedback_judges_the_shadow_answer_too(
     before = client.get("/metrics").text
     body = client.post("/predict", json={"instances": data[:40].tolist()}).json()
     agreement = total(before, "modelserve_agreement_total", {"model": NAME, "version": "2"})
-    _wait_metric(
-        client, "modelserve_agreement_total", {"model": NAME, "version": "2"}, agreement + 40
+    wait_total(
+        lambda: client.get("/metrics").text,
+        "modelserve_agreement_total",
+        {"model": NAME, "version": "2"},
+        agreement + 40,
     )
     client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
     labels = [
@@ -218,7 +215,9 @@ def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> 
         before = client.get("/metrics").text
         rows = data.data[:25]
         body = client.post("/predict", json={"instances": rows.tolist()}).json()
-        _wait_metric(client, count, labels, total(before, count, labels) + 25)
+        wait_total(
+            lambda: client.get("/metrics").text, count, labels, total(before, count, labels) + 25
+        )
         after = client.get("/metrics").text
     assert total(after, count, labels) - total(before, count, labels) == 25
     want = float(np.abs(np.asarray(body["predictions"]) - ridge.predict(rows)).sum())
@@ -247,11 +246,21 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
         answered = client.post("/predict", json={"instances": large.tolist()})
         assert answered.status_code == 200, answered.text  # production is unaffected
         failures = "modelserve_shadow_failures_total"
-        got = _wait_metric(client, failures, labels, total(before, failures, labels) + 1)
+        got = wait_total(
+            lambda: client.get("/metrics").text,
+            failures,
+            labels,
+            total(before, failures, labels) + 1,
+        )
         assert got - total(before, failures, labels) == 1
         assert client.post("/predict", json={"instances": small[:3].tolist()}).status_code == 200
         agreement = "modelserve_agreement_total"
-        agreed = _wait_metric(client, agreement, labels, total(before, agreement, labels) + 3)
+        agreed = wait_total(
+            lambda: client.get("/metrics").text,
+            agreement,
+            labels,
+            total(before, agreement, labels) + 3,
+        )
         assert agreed - total(before, agreement, labels) == 3
 
 
@@ -286,7 +295,12 @@ def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: P
         assert body["version"] == "1"
         production = Registry(root).load(MIXED, "1").estimator
         assert body["predictions"] == production.predict(frame).tolist()  # "yes" / "no"
-        _wait_metric(client, "modelserve_agreement_total", labels, before + len(records))
+        wait_total(
+            lambda: client.get("/metrics").text,
+            "modelserve_agreement_total",
+            labels,
+            before + len(records),
+        )
         after = client.get("/metrics").text
         client.app.state.services.prediction_log.flush(10)  # type: ignore[attr-defined]
     with sqlite3.connect(tmp_path / "m.db") as db:
