@@ -2,9 +2,10 @@
 
 ``ShadowQueue`` (``app.serving.shadow``) starts ``python -m app.serving.offpath`` when its first
 job arrives and speaks to it over stdin and stdout in length-prefixed pickles: a ``Start`` (the
-registry and the settings), then one hop of ``Task``s in and one ``Report`` out, in turn. Each
-version asked for is loaded here from the registry, checksum verified and warmed: the same
-``ServedModel`` as the server's, so a merged call is used only where it is bit for bit exact.
+registry and the settings) answered by ``"ready"``, then one hop of ``Task``s in and one
+``Report`` out, in turn. Each version asked for is loaded here from the registry, checksum
+verified and warmed: the same ``ServedModel`` as the server's, so a merged call is used only
+where it is bit for bit exact.
 
 Why a process: in the server, a second model call for every request, however quick, holds the
 GIL the event loop needs, and production's latency pays for it (+20 to +40 % p99 at c=16 with a
@@ -211,6 +212,7 @@ def main() -> None:
         return
     configure_logging(start.settings.log_format, start.settings.log_level)
     scorer = Scorer(start)
+    write_frame(writer, "ready")
     while (tasks := read_frame(reader)) is not None:
         write_frame(writer, scorer.score(tasks))
 

@@ -59,6 +59,8 @@ class ScorerProcess:
     it dies; ``score`` sends one hop and waits for its report."""
 
     RESPAWN_AFTER_S = 5.0  # a scorer that keeps dying is not restarted for every hop
+    START_TIMEOUT_S = 120.0  # from spawn to its "ready" (imports, on a busy host)
+    HOP_TIMEOUT_S = 120.0  # a hop (a version's first load included) taking longer: stuck
 
     def __init__(self, registry: Path, settings: Settings) -> None:
         self._start = Start(registry, settings)
@@ -74,10 +76,15 @@ class ScorerProcess:
             proc = self._proc = await self._spawn()
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            _send(proc.stdin, tasks)
-            await proc.stdin.drain()
-            (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
-            report = pickle.loads(await proc.stdout.readexactly(size))  # noqa: S301 (our child)
+            async with asyncio.timeout(self.HOP_TIMEOUT_S):
+                _send(proc.stdin, tasks)
+                await proc.stdin.drain()
+                (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
+                report = pickle.loads(await proc.stdout.readexactly(size))  # noqa: S301 (ours)
+        except TimeoutError:
+            proc.kill()  # a model stuck in a call: a new scorer takes the next hops
+            await self.close()
+            raise RuntimeError(f"the off-path scorer took over {self.HOP_TIMEOUT_S:g} s") from None
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self.close()
             raise RuntimeError(f"the off-path scorer exited: {exc}") from None
@@ -105,8 +112,17 @@ class ScorerProcess:
             sys.executable, "-m", "app.serving.offpath",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         _send(proc.stdin, self._start)
+        try:
+            async with asyncio.timeout(self.START_TIMEOUT_S):
+                (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
+                await proc.stdout.readexactly(size)  # its "ready"
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"the off-path scorer did not start: {exc!r}") from None
         log.info("off-path scorer started", extra={"pid": proc.pid})
         return proc
 

@@ -46,6 +46,30 @@ class BatchSensitive(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return proba * (1.0 + len(X) * 2.0**-50)
 
 
+class Stall(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Scores like a tree, but a row whose first value is ``STALL`` takes 6 s (a model stuck in
+    a call); the rows it is loaded and probed with never do."""
+
+    STALL = 99.0
+
+    def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> Stall:
+        self.inner_ = SlowModel(0.0).fit(X, y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def _wait(self, X: npt.NDArray[np.float64]) -> None:
+        if np.any(np.asarray(X)[:, 0] == self.STALL):
+            time.sleep(6.0)
+
+    def predict(self, X: npt.NDArray[np.float64]) -> Any:
+        self._wait(X)
+        return self.inner_.predict(X)
+
+    def predict_proba(self, X: npt.NDArray[np.float64]) -> Any:
+        self._wait(X)
+        return self.inner_.predict_proba(X)
+
+
 def _shadow_rows(path: Path) -> dict[str, Any]:
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT prediction_id, output FROM shadow_predictions").fetchall()
@@ -206,3 +230,36 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         (new_pid,) = _scorer_pids()
         assert new_pid != pid
     assert _scorer_pids() == [], "the server stops its scorer when it stops"
+
+
+def test_a_stuck_scorer_is_killed_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shadow stuck 6 s on some rows, with hops allowed 2 s: that hop's scorer is killed, its
+    jobs count as failures, production never waits, and a new scorer scores what follows."""
+    monkeypatch.setattr(ScorerProcess, "HOP_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(ScorerProcess, "RESPAWN_AFTER_S", 0.0)
+    X, y, _ = iris()
+    settings, version = _served(tmp_path, Stall().fit(X, y))
+    labels = {"model": TOY, "version": version}
+    agreement, failures = "modelserve_agreement_total", "modelserve_shadow_failures_total"
+    stuck = X[:1].copy()
+    stuck[0, 0] = Stall.STALL
+    with TestClient(build_app(settings)) as client:
+
+        def scrape() -> str:
+            return str(client.get("/metrics").text)
+
+        text = scrape()
+        agreed0, failed0 = total(text, agreement, labels), total(text, failures, labels)
+        assert client.post("/predict", json={"instances": X[:2].tolist()}).status_code == 200
+        assert wait_total(scrape, agreement, labels, agreed0 + 2) == agreed0 + 2
+        (pid,) = _scorer_pids()
+        started = time.monotonic()
+        assert client.post("/predict", json={"instances": stuck.tolist()}).status_code == 200
+        assert time.monotonic() - started < 1.0, "production never waits for the shadow"
+        assert wait_total(scrape, failures, labels, failed0 + 1, timeout_s=20) == failed0 + 1
+        assert client.post("/predict", json={"instances": X[2:5].tolist()}).status_code == 200
+        assert wait_total(scrape, agreement, labels, agreed0 + 5) == agreed0 + 5
+        assert _scorer_pids() not in ([], [pid]), "a new scorer took over"
+    assert _scorer_pids() == []
