@@ -221,3 +221,21 @@ def test_demo_simulator_command_runs_against_a_real_server(
     metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
     assert "modelserve_predictions_total{" in metrics
     assert "modelserve_feedback_total{" in metrics, done.stdout
+
+
+def test_every_service_of_the_image_mounts_its_data_volume(stack: dict[str, Any]) -> None:
+    """The image declares VOLUME /app/data: a service that mounts nothing there gets an
+    anonymous volume on every create, left behind by a recreate (`down -v` aside)."""
+    final = stages((ROOT / "Dockerfile").read_text())[-1]
+    declared: list[str] = []
+    for inst in final.instructions:
+        if inst.keyword == "VOLUME":
+            args = inst.args.strip()
+            declared += json.loads(args) if args.startswith("[") else args.split()
+    assert "/app/data" in declared
+    for name, svc in stack["services"].items():
+        if svc.get("image") != service(stack, "modelserve")["image"]:
+            continue
+        mounted = {m["target"] for m in svc.get("volumes", [])}
+        mounted |= {t.split(":")[0] for t in svc.get("tmpfs", [])}
+        assert set(declared) <= mounted, f"{name} mounts nothing at {declared}"
