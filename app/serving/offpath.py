@@ -85,9 +85,14 @@ class Report:
     durations: dict[Version, list[float]] = field(default_factory=dict)
 
 
-def write_frame(stream: BinaryIO, message: object) -> None:
+def frame(message: object) -> bytes:
+    """``message`` as one length-prefixed pickle (both ends of the pipe)."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(payload)) + payload)
+    return HEADER.pack(len(payload)) + payload
+
+
+def write_frame(stream: BinaryIO, message: object) -> None:
+    stream.write(frame(message))
     stream.flush()
 
 

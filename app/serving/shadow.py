@@ -34,7 +34,7 @@ from app import metrics
 from app.config import Settings
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath import HEADER, Report, Start, Task
+from app.serving.offpath import HEADER, Report, Start, Task, frame
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,9 @@ class ScorerProcess:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             async with asyncio.timeout(self.HOP_TIMEOUT_S):
-                _send(proc.stdin, tasks)
+                proc.stdin.write(frame(tasks))
                 await proc.stdin.drain()
-                (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
-                report = pickle.loads(await proc.stdout.readexactly(size))  # noqa: S301 (ours)
+                report = await _receive(proc.stdout)
         except TimeoutError:
             proc.kill()  # a model stuck in a call: a new scorer takes the next hops
             await self.close()
@@ -113,11 +112,10 @@ class ScorerProcess:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
-        _send(proc.stdin, self._start)
+        proc.stdin.write(frame(self._start))
         try:
             async with asyncio.timeout(self.START_TIMEOUT_S):
-                (size,) = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))
-                await proc.stdout.readexactly(size)  # its "ready"
+                await _receive(proc.stdout)  # its "ready"
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -127,9 +125,10 @@ class ScorerProcess:
         return proc
 
 
-def _send(stream: asyncio.StreamWriter, message: object) -> None:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(payload)) + payload)
+async def _receive(stream: asyncio.StreamReader) -> object:
+    """The scorer's next message (``IncompleteReadError`` once it has gone)."""
+    (size,) = HEADER.unpack(await stream.readexactly(HEADER.size))
+    return pickle.loads(await stream.readexactly(size))  # noqa: S301 (our own child's)
 
 
 class ShadowQueue:
