@@ -243,3 +243,38 @@ def test_two_replicas_share_one_postgres_log(
     assert metric_sum(metrics_a, "modelserve_feedback_total") == 0
     assert metric_sum(metrics_b, "modelserve_feedback_total", outcome=outcome) == 1
     assert metric_sum(metrics_b, "modelserve_log_write_failures_total") == 0
+
+
+TRICKY = [
+    '{"prediction": "caf\\u00e9 \\"quoted\\" back\\\\slash", "probabilities": null}',
+    '{"prediction": "line\\nbreak\\ttab \\u0000 nul", "probabilities": [1e-300, 0.1]}',
+    '{"prediction": "日本語 😀", "probabilities": [5e-324, 1.7976931348623157e308]}',
+]
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["one-statement", "executemany"])
+def test_a_batch_is_stored_exactly_as_written(
+    make_backend: BackendFactory, batched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text with quotes, escapes, control characters and non-ASCII, and times to the last bit,
+    come back as written, in both tables; an id repeated within one batch keeps its first row.
+    (SQLite sends a batch as one JSON array where it can, else row by row.)"""
+    import app.monitoring.sqlite as sqlite_backend
+
+    monkeypatch.setattr(sqlite_backend, "JSON_BATCHES", batched)
+    backend = make_backend()
+    at = [1764633600.123456789, 1764633600.1 + 2.0**-22, 1.0 / 3.0]
+    rows = [
+        (f"p{i}", t, "m\"odel'", f"v{i}", '["a\\"b", null, 1.5e-310]', out)
+        for i, (t, out) in enumerate(zip(at, TRICKY, strict=True))
+    ]
+    backend.write_predictions([*rows, ("p0", 9.0, "other", "9", "[]", "{}")])
+    stored = backend.get_predictions([r[0] for r in rows])
+    assert [
+        (s.id, s.time, s.model, s.version, s.output) for s in map(stored.get, ["p0", "p1", "p2"])
+    ] == [(r[0], r[1], r[2], r[3], r[5]) for r in rows]
+    backend.write_shadow([(r[0], r[1], r[2], "shadow", r[5]) for r in rows])
+    shadow = sorted(backend.get_shadow([r[0] for r in rows]), key=lambda s: s.id)
+    assert [(s.id, s.time, s.version, s.output) for s in shadow] == [
+        (r[0], r[1], "shadow", r[5]) for r in rows
+    ]
