@@ -47,23 +47,35 @@ class _Entry:
     predictions: npt.NDArray[Any]
     probabilities: npt.NDArray[Any] | None
     ids: Sequence[str]
-    shadow: bool = False  # a shadow version's outputs for production's ids (no inputs)
 
 
-def _outputs(entry: _Entry) -> list[str]:
-    predictions = entry.predictions.tolist()
-    proba = entry.probabilities
-    proba_rows = proba.tolist() if proba is not None else [None] * len(predictions)
+@dataclass(frozen=True)
+class _ShadowEntry:
+    """A shadow version's outputs for production's ids (no inputs), already encoded."""
+
+    time: float
+    model: str
+    version: str
+    outputs: Sequence[str]
+    ids: Sequence[str]
+
+
+def encode_outputs(
+    predictions: npt.NDArray[Any], probabilities: npt.NDArray[Any] | None
+) -> list[str]:
+    """Each row's ``output`` column: its prediction and probabilities as JSON."""
+    preds = predictions.tolist()
+    proba_rows = probabilities.tolist() if probabilities is not None else [None] * len(preds)
     return [
         orjson.dumps({"prediction": pred, "probabilities": p}).decode()
-        for pred, p in zip(predictions, proba_rows, strict=True)
+        for pred, p in zip(preds, proba_rows, strict=True)
     ]
 
 
-def _serialize_shadow(entry: _Entry) -> list[ShadowRow]:
+def _serialize_shadow(entry: _ShadowEntry) -> list[ShadowRow]:
     return [
         (pid, entry.time, entry.model, entry.version, output)
-        for pid, output in zip(entry.ids, _outputs(entry), strict=True)
+        for pid, output in zip(entry.ids, entry.outputs, strict=True)
     ]
 
 
@@ -77,7 +89,12 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
             orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
             output,
         )
-        for pid, row, output in zip(entry.ids, _rows(entry.rows), _outputs(entry), strict=True)
+        for pid, row, output in zip(
+            entry.ids,
+            _rows(entry.rows),
+            encode_outputs(entry.predictions, entry.probabilities),
+            strict=True,
+        )
     ]
 
 
@@ -108,7 +125,7 @@ class PredictionLog:
         self.max_buffered_rows = max_buffered_rows
         self.retention_s = retention_s
         self.retention_check_s = retention_check_s
-        self._buffer: list[_Entry] = []
+        self._buffer: list[_Entry | _ShadowEntry] = []
         self._buffered_rows = 0
         self._cond = threading.Condition()
         self._submitted = 0  # entries accepted into the buffer, ever
@@ -135,18 +152,14 @@ class PredictionLog:
         self._append(_Entry(time.time(), model, version, rows, predictions, probabilities, ids))
 
     def submit_shadow(
-        self,
-        model: str,
-        version: str,
-        predictions: npt.NDArray[Any],
-        probabilities: npt.NDArray[Any] | None,
-        ids: Sequence[str],
+        self, model: str, version: str, outputs: Sequence[str], ids: Sequence[str]
     ) -> None:
-        """Queue a shadow version's outputs for the production predictions ``ids``."""
-        now = time.time()
-        self._append(_Entry(now, model, version, None, predictions, probabilities, ids, True))
+        """Queue a shadow version's outputs (``encode_outputs``'s, one per id) for the
+        production predictions ``ids``. The off-path scorer encodes them: this process only
+        writes them."""
+        self._append(_ShadowEntry(time.time(), model, version, outputs, ids))
 
-    def _append(self, entry: _Entry) -> None:
+    def _append(self, entry: _Entry | _ShadowEntry) -> None:
         ids = entry.ids
         with self._cond:
             if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
@@ -197,9 +210,14 @@ class PredictionLog:
             if stopping:
                 return
 
-    def _write(self, entries: list[_Entry]) -> None:
-        rows = [row for entry in entries if not entry.shadow for row in _serialize(entry)]
-        shadow = [row for entry in entries if entry.shadow for row in _serialize_shadow(entry)]
+    def _write(self, entries: list[_Entry | _ShadowEntry]) -> None:
+        rows: list[PredictionRow] = []
+        shadow: list[ShadowRow] = []
+        for entry in entries:
+            if isinstance(entry, _ShadowEntry):
+                shadow += _serialize_shadow(entry)
+            else:
+                rows += _serialize(entry)
         try:
             self.backend.write_predictions(rows)
             if shadow:  # after production's rows: a shadow row never lacks its prediction

@@ -33,7 +33,7 @@ from app.serving.contract import Rows
 from app.serving.manager import ModelManager, ModelNotReadyError
 from app.serving.routing import current_key, to_canary
 from app.serving.runner import ServedModel
-from app.serving.shadow import Job, ShadowQueue, ShadowSink
+from app.serving.shadow import Job, ShadowLog, ShadowQueue
 from app.serving.typed import unknown_category
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Inference:
         models: ModelManager,
         sink: PredictionSink | None,
         timeout_s: float,
-        shadow_sink: ShadowSink | None = None,
+        shadow_sink: ShadowLog | None = None,
         shadow_queue_size: int = 1000,
     ) -> None:
         self.models = models

@@ -7,8 +7,8 @@ bounded queue and never waits: when the queue is full the job is dropped and cou
 the off-path scorer process (``app.serving.offpath``), which scores it on a core of its own and
 reports back; one hop is in flight at a time, so a scorer that cannot keep up only makes the
 queue drop. The report's agreement counts, differences, failures and durations go into this
-process's metrics with one increment per series, and a shadow's outputs to the prediction log,
-marked as shadow.
+process's metrics with one increment per series, and a shadow's outputs (encoded there) to the
+prediction log, marked as shadow.
 """
 
 from __future__ import annotations
@@ -25,23 +25,27 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from app import metrics
 from app.config import Settings
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath import HEADER, Report, Start, Task, frame
+from app.serving.offpath import HEADER, OutputEncoder, Report, Start, Task, frame
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
 
-# Where a shadow's outputs go (the prediction log's ``submit_shadow``): model, version,
-# predictions, probabilities, the ids of the production predictions they shadow.
-ShadowSink = Callable[[str, str, npt.NDArray[Any], npt.NDArray[Any] | None, Sequence[str]], None]
+
+@dataclass(frozen=True)
+class ShadowLog:
+    """Where a shadow's outputs go. ``encode`` runs in the scorer process; ``submit`` (the
+    prediction log's ``submit_shadow``) here, with model, version, the encoded outputs and the
+    ids of the production predictions they shadow."""
+
+    submit: Callable[[str, str, Sequence[str], Sequence[str]], None]
+    encode: OutputEncoder
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,10 @@ class ScorerProcess:
     START_TIMEOUT_S = 120.0  # from spawn to its "ready" (imports, on a busy host)
     HOP_TIMEOUT_S = 120.0  # a hop (a version's first load included) taking longer: stuck
 
-    def __init__(self, registry: Path, settings: Settings) -> None:
-        self._start = Start(registry, settings)
+    def __init__(
+        self, registry: Path, settings: Settings, encode: OutputEncoder | None = None
+    ) -> None:
+        self._start = Start(registry, settings, encode)
         self._proc: asyncio.subprocess.Process | None = None
         self._spawned_at = -self.RESPAWN_AFTER_S
 
@@ -134,7 +140,7 @@ async def _receive(stream: asyncio.StreamReader) -> object:
 class ShadowQueue:
     def __init__(
         self,
-        sink: ShadowSink | None,
+        sink: ShadowLog | None,
         registry: Path,
         settings: Settings,
         *,
@@ -142,7 +148,7 @@ class ShadowQueue:
         max_jobs_per_hop: int = 128,
         hop_interval_s: float = 0.02,
     ) -> None:
-        self._scorer = ScorerProcess(registry, settings)
+        self._scorer = ScorerProcess(registry, settings, sink.encode if sink else None)
         self._sink = sink
         self._jobs: deque[Job] = deque()
         self._max_jobs = max_jobs
@@ -234,9 +240,7 @@ class ShadowQueue:
             ids = [
                 pid for job, ok in zip(jobs, outputs.scored, strict=True) if ok for pid in job.ids
             ]
-            result, first = outputs.result, jobs[0]
-            self._sink(first.scorer.name, first.compared, result.predictions,
-                       result.probabilities, ids)  # fmt: skip
+            self._sink.submit(jobs[0].scorer.name, jobs[0].compared, outputs.encoded, ids)
 
 
 def _group(jobs: list[Job]) -> list[list[Job]]:
