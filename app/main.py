@@ -29,7 +29,6 @@ from app.server.metrics_port import start_metrics_server
 from app.server.workers import start_sweeping
 from app.serving.manager import ModelManager, choose_default_model
 from app.serving.scoring import Inference
-from app.serving.shadow import ShadowLog
 
 # Per-route HTTP latency buckets (the instrumentator's default is only 0.1/0.5/1 s, too coarse
 # for the p95 alert and per-route panels of a service answering in about a millisecond).
@@ -42,13 +41,9 @@ def build_services(settings: Settings) -> Services:
     models = ModelManager(registry, settings)
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
-    shadow_sink = (
-        ShadowLog(prediction_log.submit_shadow, predlog.encode_outputs)
-        if prediction_log is not None
-        else None
-    )
+    shadow_log = predlog.ShadowWriter if prediction_log is not None else None
     inference = Inference(
-        models, sink, settings.request_timeout_s, shadow_sink, settings.shadow_queue_size
+        models, sink, settings.request_timeout_s, shadow_log, settings.shadow_queue_size
     )
     return Services(settings, registry, models, inference, prediction_log)
 

@@ -120,6 +120,11 @@ LOG_WRITE_FAILURES = Counter(
     "Prediction-log or feedback writes that failed (predictions are still answered).",
     ["operation"],
 )
+# Values of its ``operation`` label.
+OP_PREDICTIONS = "predictions"  # prediction (or shadow) rows that failed to commit, per row
+OP_BUFFER_FULL = "buffer_full"  # rows dropped because the writer fell behind (per row)
+OP_FEEDBACK = "feedback"  # a feedback request could not be stored (per request)
+OP_RETENTION = "retention"  # a retention purge failed
 
 
 # ---- deployment: canary and shadow versions side by side ------------------------------------

@@ -8,7 +8,8 @@ database, full disk) drops those rows, counts ``modelserve_log_write_failures_to
 and logs. What a crash can lose: the rows still in the buffer (at most one flush interval).
 
 ``create_app`` builds one per worker process and hands it to the scoring entry, which calls
-``submit()`` for every scored request.
+``submit()`` for every scored request. A shadow version's rows are written by ``ShadowWriter``
+from the off-path scorer process instead.
 """
 
 from __future__ import annotations
@@ -26,16 +27,13 @@ import orjson
 
 from app import metrics
 from app.config import Settings
+from app.metrics import OP_BUFFER_FULL, OP_FEEDBACK, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
 from app.monitoring.records import LogBackend, PredictionRow, ShadowRow
 
 log = logging.getLogger(__name__)
 
-# Values of the ``operation`` label of modelserve_log_write_failures_total.
-OP_PREDICTIONS = "predictions"  # a batch of prediction rows failed to commit (counted per row)
-OP_BUFFER_FULL = "buffer_full"  # rows dropped because the writer fell behind (per row)
-OP_FEEDBACK = "feedback"  # a feedback request could not be stored (per request)
-OP_RETENTION = "retention"  # a retention purge failed
+__all__ = ["OP_BUFFER_FULL", "OP_FEEDBACK", "OP_PREDICTIONS", "OP_RETENTION", "PredictionLog"]
 
 
 @dataclass(frozen=True)
@@ -49,18 +47,7 @@ class _Entry:
     ids: Sequence[str]
 
 
-@dataclass(frozen=True)
-class _ShadowEntry:
-    """A shadow version's outputs for production's ids (no inputs), already encoded."""
-
-    time: float
-    model: str
-    version: str
-    outputs: Sequence[str]
-    ids: Sequence[str]
-
-
-def encode_outputs(
+def _encode_outputs(
     predictions: npt.NDArray[Any], probabilities: npt.NDArray[Any] | None
 ) -> list[str]:
     """Each row's ``output`` column: its prediction and probabilities as JSON."""
@@ -69,13 +56,6 @@ def encode_outputs(
     return [
         orjson.dumps({"prediction": pred, "probabilities": p}).decode()
         for pred, p in zip(preds, proba_rows, strict=True)
-    ]
-
-
-def _serialize_shadow(entry: _ShadowEntry) -> list[ShadowRow]:
-    return [
-        (pid, entry.time, entry.model, entry.version, output)
-        for pid, output in zip(entry.ids, entry.outputs, strict=True)
     ]
 
 
@@ -92,7 +72,7 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
         for pid, row, output in zip(
             entry.ids,
             _rows(entry.rows),
-            encode_outputs(entry.predictions, entry.probabilities),
+            _encode_outputs(entry.predictions, entry.probabilities),
             strict=True,
         )
     ]
@@ -125,7 +105,7 @@ class PredictionLog:
         self.max_buffered_rows = max_buffered_rows
         self.retention_s = retention_s
         self.retention_check_s = retention_check_s
-        self._buffer: list[_Entry | _ShadowEntry] = []
+        self._buffer: list[_Entry] = []
         self._buffered_rows = 0
         self._cond = threading.Condition()
         self._submitted = 0  # entries accepted into the buffer, ever
@@ -151,15 +131,7 @@ class PredictionLog:
         """Queue rows for writing; never blocks on I/O and never raises."""
         self._append(_Entry(time.time(), model, version, rows, predictions, probabilities, ids))
 
-    def submit_shadow(
-        self, model: str, version: str, outputs: Sequence[str], ids: Sequence[str]
-    ) -> None:
-        """Queue a shadow version's outputs (``encode_outputs``'s, one per id) for the
-        production predictions ``ids``. The off-path scorer encodes them: this process only
-        writes them."""
-        self._append(_ShadowEntry(time.time(), model, version, outputs, ids))
-
-    def _append(self, entry: _Entry | _ShadowEntry) -> None:
+    def _append(self, entry: _Entry) -> None:
         ids = entry.ids
         with self._cond:
             if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
@@ -210,21 +182,13 @@ class PredictionLog:
             if stopping:
                 return
 
-    def _write(self, entries: list[_Entry | _ShadowEntry]) -> None:
-        rows: list[PredictionRow] = []
-        shadow: list[ShadowRow] = []
-        for entry in entries:
-            if isinstance(entry, _ShadowEntry):
-                shadow += _serialize_shadow(entry)
-            else:
-                rows += _serialize(entry)
+    def _write(self, entries: list[_Entry]) -> None:
+        rows = [row for entry in entries for row in _serialize(entry)]
         try:
             self.backend.write_predictions(rows)
-            if shadow:  # after production's rows: a shadow row never lacks its prediction
-                self.backend.write_shadow(shadow)
         except Exception as exc:
-            metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(len(rows) + len(shadow))
-            log.error("prediction log: %d rows not written: %s", len(rows) + len(shadow), exc)
+            metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(len(rows))
+            log.error("prediction log: %d rows not written: %s", len(rows), exc)
 
     def _maybe_purge(self) -> None:
         if self.retention_s <= 0:
@@ -241,6 +205,38 @@ class PredictionLog:
             return
         if deleted:
             log.info("prediction log: purged %d rows older than retention", deleted)
+
+
+class ShadowWriter:
+    """A shadow version's outputs for production's rows, written by the off-path scorer
+    process (``app.serving.offpath``, which gets this class by name), not by the server: there,
+    encoding and inserting them cost production's p99 as much again as its own rows.
+
+    One batch insert per hop, after the scorer has scored it and before it reports; a shadow
+    row may so be written before its production row, which feedback looks up first anyway.
+    Failures raise: the scorer reports them and the server counts them.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.backend = open_backend(settings.database_url, settings.prediction_log_path)
+
+    def write(
+        self,
+        model: str,
+        version: str,
+        predictions: npt.NDArray[Any],
+        probabilities: npt.NDArray[Any] | None,
+        ids: Sequence[str],
+    ) -> None:
+        now = time.time()
+        outputs = _encode_outputs(predictions, probabilities)
+        rows: list[ShadowRow] = [
+            (pid, now, model, version, output) for pid, output in zip(ids, outputs, strict=True)
+        ]
+        self.backend.write_shadow(rows)
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 def from_settings(settings: Settings) -> PredictionLog | None:

@@ -11,10 +11,12 @@ Why a process: in the server, a second model call for every request, however qui
 GIL the event loop needs, and production's latency pays for it (+20 to +40 % p99 at c=16 with a
 thread). Here it runs on another core. This process exports no metrics (its environment has no
 multiprocess directory): its report carries agreement counts, absolute differences, failures,
-call durations and a shadow's outputs back to the server, which counts them in its own metrics
-and hands the outputs to the prediction log. They come encoded as the log stores them
-(``Start.encode``): in the server, encoding them held the GIL in the log's writer thread for
-as long as production's own rows did, and production's p99 paid for it.
+call durations back to the server, which counts them in its own metrics. A shadow's outputs
+it writes to the prediction log itself (``Start.log``, the log's ``ShadowWriter``, passed by
+name: ``serving`` does not import ``monitoring``), from a thread that keeps normal scheduling
+at the lowest priority: it holds the log's write lock for a statement, which must not wait for
+idle CPU. Written by the server, encoding and inserting them cost production's p99 as much
+again as its own rows.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,15 +52,31 @@ HEADER = struct.Struct(">I")
 MAX_LOADED = 8  # versions kept loaded here, least recently used out first
 
 Version = tuple[str, str]  # (model, version)
-# Each row's prediction and probabilities as the prediction log stores them.
-OutputEncoder = Callable[[npt.NDArray[Any], npt.NDArray[Any] | None], list[str]]
+
+
+class ShadowRows(Protocol):
+    """Where a shadow's outputs go: the prediction log's ``ShadowWriter``."""
+
+    def write(
+        self,
+        model: str,
+        version: str,
+        predictions: npt.NDArray[Any],
+        probabilities: npt.NDArray[Any] | None,
+        ids: Sequence[str],
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ShadowLog = Callable[[Settings], ShadowRows]  # a class or module-level function: pickled by name
 
 
 @dataclass(frozen=True)
 class Start:
     registry: Path
     settings: Settings
-    encode: OutputEncoder | None = None  # a module-level function (pickled by name); None: no log
+    log: ShadowLog | None = None  # None: no prediction log
 
 
 @dataclass(frozen=True)
@@ -69,26 +88,19 @@ class Task:
     rows: Rows  # every job's rows, in order
     sizes: list[int]  # rows per job
     answered: npt.NDArray[Any]  # the predictions the jobs were answered with, in order
-    keep_outputs: bool  # a shadow's outputs come back, encoded, for the prediction log
+    ids: list[str]  # the rows' prediction ids, in order, where the outputs are logged; else []
     timed: bool  # its model calls' durations come back (a shadow's inference latency)
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """A task's outputs, encoded, for the jobs that were scored (``scored[j]``), in order."""
-
-    encoded: list[str]
-    scored: list[bool]
 
 
 @dataclass
 class Report:
-    outputs: dict[int, Outputs] = field(default_factory=dict)  # by task index
     agree: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # model, version, outcome
     differences: dict[Version, list[float]] = field(default_factory=dict)  # regressors
     failures: Counter[Version] = field(default_factory=Counter)  # jobs, by scoring version
     errors: dict[Version, str] = field(default_factory=dict)  # one message per failing version
     durations: dict[Version, list[float]] = field(default_factory=dict)
+    log_failures: int = 0  # shadow rows the prediction log refused
+    log_error: str = ""
 
 
 def frame(message: object) -> bytes:
@@ -113,10 +125,11 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 class Scorer:
-    def __init__(self, start: Start) -> None:
+    def __init__(self, start: Start, log_thread: ThreadPoolExecutor) -> None:
         self._registry = Registry(start.registry)
         self._settings = start.settings
-        self._encode = start.encode
+        self._log = start.log(start.settings) if start.log is not None else None
+        self._log_thread = log_thread
         self._executor = ThreadPoolExecutor(max_workers=1)  # the batcher's; never used here
         self._loaded: OrderedDict[Version, ServedModel] = OrderedDict()
 
@@ -163,8 +176,8 @@ class Scorer:
         ok = all(scored)
         mine = results[0] if len(results) == 1 else _merge(results)
         sent_all = task.answered if ok else np.concatenate(answered)
-        if task.keep_outputs and self._encode is not None:
-            report.outputs[i] = Outputs(self._encode(mine.predictions, mine.probabilities), scored)
+        if task.ids and self._log is not None:
+            self._write(task, mine, scored, report)
         name = task.scorer[0]
         if classifier:
             same = int(same_rows(sent_all, mine.predictions).sum())
@@ -173,6 +186,29 @@ class Scorer:
             return
         diff = np.abs(np.asarray(sent_all, dtype=float) - np.asarray(mine.predictions, dtype=float))
         report.differences.setdefault((name, task.compared), []).extend(diff.ravel().tolist())
+
+    def _write(self, task: Task, mine: BatchResult, scored: list[bool], report: Report) -> None:
+        """The scored jobs' outputs into the log, in the log thread; failures reported."""
+        assert self._log is not None
+        ids: list[str] = []
+        start = 0
+        for size, ok in zip(task.sizes, scored, strict=True):
+            if ok:
+                ids += task.ids[start : start + size]
+            start += size
+        write = self._log.write
+        name, version = task.scorer[0], task.compared
+        try:
+            self._log_thread.submit(
+                write, name, version, mine.predictions, mine.probabilities, ids
+            ).result()
+        except Exception as exc:
+            report.log_failures += len(ids)
+            report.log_error = str(exc)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
 
     def _load(self, version: Version) -> ServedModel:
         served = self._loaded.get(version)
@@ -200,33 +236,51 @@ def same_rows(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]
     return np.asarray(equal.astype(bool).reshape(len(a), -1).all(axis=1), dtype=np.bool_)
 
 
-def yield_cpu() -> None:
+def yield_cpu(keep: int | None = None) -> None:
     """Run only on CPU time nothing else wants (SCHED_IDLE; else the lowest nice value).
 
     Where cores are short, production gets them first; when what is left is not enough, the
-    server's queue drops (and counts) what this process cannot score.
+    server's queue drops (and counts) what this process cannot score. Linux schedules threads,
+    so every thread there is now (BLAS's, started at import) is moved but ``keep``; threads
+    started later inherit it from this one.
     """
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or refused
-        with contextlib.suppress(OSError):
-            os.nice(19)
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tasks = [0]
+    for tid in tasks:
+        if tid == keep:
+            continue
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):  # not Linux, or refused
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, tid, 19)
+
+
+def _lowest_priority() -> None:
+    """The log thread: normal scheduling at nice 19 (Linux: per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def main() -> None:
     # Ctrl-C reaches the whole process group: the server stops this one (end of input).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield_cpu()
+    # Started before this thread goes idle, so it keeps normal scheduling (threads inherit it).
+    log_thread = ThreadPoolExecutor(1, "shadow-log", initializer=_lowest_priority)
+    yield_cpu(keep=log_thread.submit(threading.get_native_id).result())
     reader, writer = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the reports
     start = read_frame(reader)
     if not isinstance(start, Start):
         return
     configure_logging(start.settings.log_format, start.settings.log_level)
-    scorer = Scorer(start)
+    scorer = Scorer(start, log_thread)
     write_frame(writer, "ready")
     while (tasks := read_frame(reader)) is not None:
         write_frame(writer, scorer.score(tasks))
+    scorer.close()
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ from app.registry.store import ModelNotFoundError, RegistryError
 from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import Rows
 from app.serving.manager import ModelManager, ModelNotReadyError
+from app.serving.offpath import ShadowLog
 from app.serving.routing import current_key, to_canary
 from app.serving.runner import ServedModel
-from app.serving.shadow import Job, ShadowLog, ShadowQueue
+from app.serving.shadow import Job, ShadowQueue
 from app.serving.typed import unknown_category
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,14 @@ class Inference:
         models: ModelManager,
         sink: PredictionSink | None,
         timeout_s: float,
-        shadow_sink: ShadowLog | None = None,
+        shadow_log: ShadowLog | None = None,
         shadow_queue_size: int = 1000,
     ) -> None:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
         self.shadow = ShadowQueue(
-            shadow_sink, models.registry.root, models.settings, max_jobs=shadow_queue_size
+            shadow_log, models.registry.root, models.settings, max_jobs=shadow_queue_size
         )
 
     async def infer(

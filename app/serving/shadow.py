@@ -7,8 +7,8 @@ bounded queue and never waits: when the queue is full the job is dropped and cou
 the off-path scorer process (``app.serving.offpath``), which scores it on a core of its own and
 reports back; one hop is in flight at a time, so a scorer that cannot keep up only makes the
 queue drop. The report's agreement counts, differences, failures and durations go into this
-process's metrics with one increment per series, and a shadow's outputs (encoded there) to the
-prediction log, marked as shadow.
+process's metrics with one increment per series; a shadow's outputs the scorer writes to the
+prediction log itself, marked as shadow.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pickle
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,20 +32,10 @@ from app import metrics
 from app.config import Settings
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath import HEADER, OutputEncoder, Report, Start, Task, frame
+from app.serving.offpath import HEADER, Report, ShadowLog, Start, Task, frame
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ShadowLog:
-    """Where a shadow's outputs go. ``encode`` runs in the scorer process; ``submit`` (the
-    prediction log's ``submit_shadow``) here, with model, version, the encoded outputs and the
-    ids of the production predictions they shadow."""
-
-    submit: Callable[[str, str, Sequence[str], Sequence[str]], None]
-    encode: OutputEncoder
 
 
 @dataclass(frozen=True)
@@ -66,10 +56,8 @@ class ScorerProcess:
     START_TIMEOUT_S = 120.0  # from spawn to its "ready" (imports, on a busy host)
     HOP_TIMEOUT_S = 120.0  # a hop (a version's first load included) taking longer: stuck
 
-    def __init__(
-        self, registry: Path, settings: Settings, encode: OutputEncoder | None = None
-    ) -> None:
-        self._start = Start(registry, settings, encode)
+    def __init__(self, registry: Path, settings: Settings, log: ShadowLog | None = None) -> None:
+        self._start = Start(registry, settings, log)
         self._proc: asyncio.subprocess.Process | None = None
         self._spawned_at = -self.RESPAWN_AFTER_S
 
@@ -140,7 +128,7 @@ async def _receive(stream: asyncio.StreamReader) -> object:
 class ShadowQueue:
     def __init__(
         self,
-        sink: ShadowLog | None,
+        log: ShadowLog | None,
         registry: Path,
         settings: Settings,
         *,
@@ -148,8 +136,8 @@ class ShadowQueue:
         max_jobs_per_hop: int = 128,
         hop_interval_s: float = 0.02,
     ) -> None:
-        self._scorer = ScorerProcess(registry, settings, sink.encode if sink else None)
-        self._sink = sink
+        self._scorer = ScorerProcess(registry, settings, log)
+        self._logged = log is not None
         self._jobs: deque[Job] = deque()
         self._max_jobs = max_jobs
         self._per_hop = max_jobs_per_hop
@@ -206,8 +194,8 @@ class ShadowQueue:
             jobs = [self._jobs.popleft() for _ in range(min(self._per_hop, len(self._jobs)))]
             groups = _group(jobs)
             try:
-                tasks = [_task(group) for group in groups]
-                self._settle(groups, await self._scorer.score(tasks))
+                tasks = [_task(group, self._logged) for group in groups]
+                self._settle(await self._scorer.score(tasks))
             except Exception as exc:  # never let one bad hop stop the consumer
                 for job in jobs:
                     metrics.SHADOW_FAILURES.labels(job.scorer.name, job.scorer.version).inc()
@@ -216,8 +204,8 @@ class ShadowQueue:
             if rest > 0 and self._jobs and len(self._jobs) < self._max_jobs // 2:
                 await asyncio.sleep(rest)
 
-    def _settle(self, groups: list[list[Job]], report: Report) -> None:
-        """Count the hop with one increment per series; log shadows' outputs."""
+    def _settle(self, report: Report) -> None:
+        """Count the hop with one increment per series."""
         for (name, version, outcome), n in report.agree.items():
             if n:
                 metrics.AGREEMENT.labels(name, version, outcome).inc(n)
@@ -233,14 +221,10 @@ class ShadowQueue:
             histogram = metrics.INFERENCE_DURATION.labels(name, version)
             for value in seconds:
                 histogram.observe(value)
-        if self._sink is None:
-            return
-        for i, outputs in report.outputs.items():
-            jobs = groups[i]
-            ids = [
-                pid for job, ok in zip(jobs, outputs.scored, strict=True) if ok for pid in job.ids
-            ]
-            self._sink.submit(jobs[0].scorer.name, jobs[0].compared, outputs.encoded, ids)
+        if report.log_failures:
+            metrics.LOG_WRITE_FAILURES.labels(metrics.OP_PREDICTIONS).inc(report.log_failures)
+            log.error("prediction log: %d shadow rows not written: %s", report.log_failures,
+                      report.log_error)  # fmt: skip
 
 
 def _group(jobs: list[Job]) -> list[list[Job]]:
@@ -251,9 +235,10 @@ def _group(jobs: list[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-def _task(jobs: list[Job]) -> Task:
+def _task(jobs: list[Job], logged: bool) -> Task:
     first = jobs[0]
     many = len(jobs) > 1
+    ids = [pid for job in jobs for pid in job.ids] if logged and first.is_shadow else []
     answered = [job.answered.predictions for job in jobs]
     return Task(
         (first.scorer.name, first.scorer.version),
@@ -261,6 +246,6 @@ def _task(jobs: list[Job]) -> Task:
         concat([job.rows for job in jobs]) if many else first.rows,
         [len(job.rows) for job in jobs],
         np.concatenate(answered) if many else answered[0],
-        keep_outputs=first.is_shadow,
+        ids,
         timed=first.is_shadow,
     )

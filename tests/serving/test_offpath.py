@@ -212,6 +212,13 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         )
         (pid,) = _scorer_pids()
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE, "it only takes CPU nothing wants"
+        # Its log thread holds the log's write lock for a statement: normal scheduling at
+        # nice 19. Every other thread (BLAS's too) runs on idle CPU only.
+        tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+        normal = [tid for tid in tids if os.sched_getscheduler(tid) != os.SCHED_IDLE]
+        assert len(normal) == 1, f"{len(tids)} threads, {len(normal)} not idle"
+        assert os.sched_getscheduler(normal[0]) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, normal[0]) == 19
         os.kill(pid, signal.SIGKILL)
         for row in X[:45]:
             response = client.post("/predict", json={"instances": [row.tolist()]})
@@ -263,3 +270,49 @@ def test_a_stuck_scorer_is_killed_and_counted(
         assert wait_total(scrape, agreement, labels, agreed0 + 5) == agreed0 + 5
         assert _scorer_pids() not in ([], [pid]), "a new scorer took over"
     assert _scorer_pids() == []
+
+
+def test_shadow_rows_the_log_refuses_are_counted_and_production_is_logged(
+    tmp_path: Path,
+) -> None:
+    """The scorer writes a shadow's rows itself; when the log refuses them they count in
+    modelserve_log_write_failures_total{operation="predictions"}, and production's own rows
+    and answers are untouched."""
+    X, y, _ = iris()
+    settings, version = _served(tmp_path, LogisticRegression(max_iter=500).fit(X, y))
+    labels = {"model": TOY, "version": version}
+    failed = "modelserve_log_write_failures_total"
+    refused = {"operation": "predictions"}
+    with TestClient(build_app(settings)) as client:
+        plog = client.app.state.services.prediction_log  # type: ignore[attr-defined]
+        agreed = total(client.get("/metrics").text, "modelserve_agreement_total", labels)
+        first = client.post("/predict", json={"instances": X[:1].tolist()}).json()
+        wait_total(
+            lambda: client.get("/metrics").text, "modelserve_agreement_total", labels, agreed + 1
+        )
+        assert plog.flush(10)  # the schema exists, and the first shadow row
+        with sqlite3.connect(tmp_path / "log.db") as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON shadow_predictions "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        text = client.get("/metrics").text
+        agreed0, failed0 = (
+            total(text, "modelserve_agreement_total", labels),
+            total(text, failed, refused),
+        )
+        ids: list[str] = []
+        for start in range(0, 12, 3):
+            body = client.post("/predict", json={"instances": X[start : start + 3].tolist()})
+            assert body.status_code == 200
+            ids += body.json()["prediction_ids"]
+        assert (
+            wait_total(lambda: client.get("/metrics").text, failed, refused, failed0 + 12)
+            == failed0 + 12
+        )
+        assert total(client.get("/metrics").text, "modelserve_agreement_total", labels) == (
+            agreed0 + 12
+        ), "agreement is counted whatever the log does"
+        assert plog.flush(10)
+        assert set(plog.backend.get_predictions(ids)) == set(ids)
+    assert list(_shadow_rows(tmp_path / "log.db")) == first["prediction_ids"]
