@@ -270,9 +270,9 @@ def test_a_batch_is_stored_exactly_as_written(
     ]
     backend.write_predictions([*rows, ("p0", 9.0, "other", "9", "[]", "{}")])
     stored = backend.get_predictions([r[0] for r in rows])
-    assert [
-        (s.id, s.time, s.model, s.version, s.output) for s in map(stored.get, ["p0", "p1", "p2"])
-    ] == [(r[0], r[1], r[2], r[3], r[5]) for r in rows]
+    assert [(s.id, s.time, s.model, s.version, s.output) for s in (stored[r[0]] for r in rows)] == [
+        (r[0], r[1], r[2], r[3], r[5]) for r in rows
+    ]
     backend.write_shadow([(r[0], r[1], r[2], "shadow", r[5]) for r in rows])
     shadow = sorted(backend.get_shadow([r[0] for r in rows]), key=lambda s: s.id)
     assert [(s.id, s.time, s.version, s.output) for s in shadow] == [
