@@ -124,11 +124,10 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 class Scorer:
-    def __init__(self, start: Start, log_thread: ThreadPoolExecutor) -> None:
+    def __init__(self, start: Start) -> None:
         self._registry = Registry(start.registry)
         self._settings = start.settings
         self._log = start.log(start.settings) if start.log is not None else None
-        self._log_thread = log_thread
         self._executor = ThreadPoolExecutor(max_workers=1)  # the batcher's; never used here
         self._loaded: OrderedDict[Version, ServedModel] = OrderedDict()
 
@@ -151,14 +150,13 @@ class Scorer:
         self, i: int, task: Task, classifier: bool, outcomes: list[BatchResult | Exception],
         report: Report,
     ) -> None:  # fmt: skip
-        """Agreement of the scored jobs with their answers; failures counted; outputs kept."""
-        scored = [False] * len(outcomes)
+        """Agreement of the scored jobs with their answers; failures counted; outputs logged."""
         answered: list[npt.NDArray[Any]] = []
         results: list[BatchResult] = []
+        ids: list[str] = []  # the scored jobs' prediction ids, where the outputs are logged
         start = 0
-        for j, (size, outcome) in enumerate(zip(task.sizes, outcomes, strict=True)):
-            sent = task.answered[start : start + size]
-            start += size
+        for size, outcome in zip(task.sizes, outcomes, strict=True):
+            begin, start = start, start + size
             if isinstance(outcome, Exception) or len(outcome.predictions) != size:
                 report.failures[task.scorer] += 1
                 report.errors[task.scorer] = (
@@ -167,16 +165,16 @@ class Scorer:
                     else f"returned {len(outcome.predictions)} rows for {size}"
                 )
                 continue
-            scored[j] = True
-            answered.append(sent)
+            answered.append(task.answered[begin:start])
             results.append(outcome)
+            ids += task.ids[begin:start]
         if not results:
             return
-        ok = all(scored)
+        ok = len(results) == len(outcomes)
         mine = results[0] if len(results) == 1 else _merge(results)
         sent_all = task.answered if ok else np.concatenate(answered)
-        if task.ids and self._log is not None:
-            self._write(task, mine, scored, report)
+        if ids and self._log is not None:
+            _log_outputs(self._log, task, mine, ids, report)
         name = task.scorer[0]
         if classifier:
             same = int(same_rows(sent_all, mine.predictions).sum())
@@ -185,25 +183,6 @@ class Scorer:
             return
         diff = np.abs(np.asarray(sent_all, dtype=float) - np.asarray(mine.predictions, dtype=float))
         report.differences.setdefault((name, task.compared), []).extend(diff.ravel().tolist())
-
-    def _write(self, task: Task, mine: BatchResult, scored: list[bool], report: Report) -> None:
-        """The scored jobs' outputs into the log, in the log thread; failures reported."""
-        assert self._log is not None
-        ids: list[str] = []
-        start = 0
-        for size, ok in zip(task.sizes, scored, strict=True):
-            if ok:
-                ids += task.ids[start : start + size]
-            start += size
-        write = self._log.write
-        name, version = task.scorer[0], task.compared
-        try:
-            self._log_thread.submit(
-                write, name, version, mine.predictions, mine.probabilities, ids
-            ).result()
-        except Exception as exc:  # how many, where the log says (predlog.RowsNotWrittenError)
-            report.log_failures += int(getattr(exc, "rows", len(ids)))
-            report.log_error = str(exc)
 
     def close(self) -> None:
         if self._log is not None:
@@ -219,6 +198,17 @@ class Scorer:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(version)
         return served
+
+
+def _log_outputs(
+    log: ShadowRows, task: Task, mine: BatchResult, ids: list[str], report: Report
+) -> None:
+    """The scored jobs' outputs into the prediction log; refused rows reported."""
+    try:
+        log.write(task.scorer[0], task.compared, mine.predictions, mine.probabilities, ids)
+    except Exception as exc:  # how many, where the log says (predlog.RowsNotWrittenError)
+        report.log_failures += int(getattr(exc, "rows", len(ids)))
+        report.log_error = str(exc)
 
 
 def _merge(results: list[BatchResult]) -> BatchResult:
@@ -259,14 +249,13 @@ def main() -> None:
     # Ctrl-C reaches the whole process group: the server stops this one (end of input).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     yield_cpu()
-    log_thread = ThreadPoolExecutor(1, "shadow-log")
     reader, writer = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the reports
     start = read_frame(reader)
     if not isinstance(start, Start):
         return
     configure_logging(start.settings.log_format, start.settings.log_level)
-    scorer = Scorer(start, log_thread)
+    scorer = Scorer(start)
     write_frame(writer, "ready")
     while (tasks := read_frame(reader)) is not None:
         write_frame(writer, scorer.score(tasks))

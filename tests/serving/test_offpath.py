@@ -212,7 +212,7 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         )
         (pid,) = _scorer_pids()
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE, "it only takes CPU nothing wants"
-        # Every thread of it, BLAS's (started at import) and its log writer's too.
+        # Every thread of it, BLAS's too (started at import, before it went idle).
         tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
         assert len(tids) > 1
         assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_IDLE}
