@@ -129,25 +129,24 @@ class SqliteBackend:
     def _insert_many(self, table: str, columns: int, rows: Sequence[Sequence[object]]) -> None:
         """One write transaction of idempotent inserts on the writer's connection.
 
-        The batch goes as one JSON array into one statement. ``executemany`` takes the GIL
-        back for every row (to bind it) between the row's steps, which gives the GIL to and
-        from the event loop hundreds of times per flush; this takes it back once.
+        The batch goes as one JSON array into one statement (SQLite 3.38 and later; row by row
+        before): ``executemany`` over the rows takes the GIL back for every row (to bind it)
+        between the row's steps, which gives the GIL to and from the event loop hundreds of
+        times per flush; this takes it back once.
         """
         if not rows:
             return
+        params: Sequence[Sequence[object]] = rows
         if JSON_BATCHES:
             fields = ", ".join(f"value->>{i}" for i in range(columns))
-            batch = f"INSERT OR IGNORE INTO {table} SELECT {fields} FROM json_each(?)"  # noqa: S608
-            payload = orjson.dumps(rows).decode()
+            statement = f"INSERT OR IGNORE INTO {table} SELECT {fields} FROM json_each(?)"  # noqa: S608
+            params = [(orjson.dumps(rows).decode(),)]
         else:
-            each = f"INSERT OR IGNORE INTO {table} VALUES ({', '.join('?' * columns)})"  # noqa: S608
+            statement = f"INSERT OR IGNORE INTO {table} VALUES ({', '.join('?' * columns)})"  # noqa: S608
 
         def work(conn: sqlite3.Connection) -> None:
             with _immediate(conn):
-                if JSON_BATCHES:
-                    conn.execute(batch, (payload,))
-                else:
-                    conn.executemany(each, rows)
+                conn.executemany(statement, params)
 
         self._call("writer", work)
 
