@@ -19,7 +19,8 @@ import orjson
 
 from app import metrics
 from app.errors import ErrorReason, RequestError
-from app.monitoring.predlog import OP_FEEDBACK, PredictionLog
+from app.metrics import OP_FEEDBACK
+from app.monitoring.predlog import PredictionLog
 from app.monitoring.records import (
     DuplicateFeedbackError,
     FeedbackRow,

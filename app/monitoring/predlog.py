@@ -27,13 +27,11 @@ import orjson
 
 from app import metrics
 from app.config import Settings
-from app.metrics import OP_BUFFER_FULL, OP_FEEDBACK, OP_PREDICTIONS, OP_RETENTION
+from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
 from app.monitoring.records import LogBackend, PredictionRow, ShadowRow
 
 log = logging.getLogger(__name__)
-
-__all__ = ["OP_BUFFER_FULL", "OP_FEEDBACK", "OP_PREDICTIONS", "OP_RETENTION", "PredictionLog"]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS
 from app.monitoring.backend import open_backend
-from app.monitoring.predlog import OP_BUFFER_FULL, OP_PREDICTIONS, PredictionLog
+from app.monitoring.predlog import PredictionLog
 from app.monitoring.sqlite import SqliteBackend
 
 
