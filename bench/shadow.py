@@ -125,7 +125,7 @@ def shadow_check(work: Path, registry: Registry, body: Path, seconds: float) -> 
                 run = wrk(url, body, CONNECTIONS, seconds)
                 (result.on if on else result.off).append(run)
                 if on:
-                    switch(False)  # counted once the queue is done
+                    time.sleep(SETTLE_S)  # counted once the queue is done
                     after = counts()
                     answered, scored, dropped = (b - a for a, b in zip(before, after, strict=True))
                     result.dropped.append(dropped)
