@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -69,10 +70,22 @@ class InferenceResult:
     prediction_ids: list[str]
 
 
+# A random hex digit to the UUID variant's: bits 10, then two of its random bits.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_ids(n: int) -> list[str]:
-    """``n`` random 128-bit ids as 32 hex digits (one urandom call; uuid4 costs 4× as much)."""
-    raw = os.urandom(16 * n).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+    """``n`` UUIDv7s (RFC 9562) as 32 hex digits: the Unix time in milliseconds, then 74
+    random bits. Time first, the prediction log's id indexes grow at their right edge: a
+    commit of random ids dirtied about one index page per row (5x the CPU per commit, and
+    twice that for a shadow's rows). Written out: ``uuid.uuid7`` is only in Python 3.14, and a
+    ``UUID`` object per id costs 4x as much as this."""
+    stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}7"
+    raw = os.urandom(10 * n).hex()
+    return [
+        f"{stamp}{raw[i : i + 3]}{_VARIANT[raw[i + 3]]}{raw[i + 4 : i + 19]}"
+        for i in range(0, 20 * n, 20)
+    ]
 
 
 @dataclass(frozen=True)
