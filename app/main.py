@@ -23,7 +23,7 @@ from app.api.openapi_errors import document_not_found
 from app.api.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
-from app.monitoring import predlog
+from app.monitoring import predlog, shadowlog
 from app.registry.store import Registry, RegistryError
 from app.server.metrics_port import start_metrics_server
 from app.server.workers import start_sweeping
@@ -41,7 +41,7 @@ def build_services(settings: Settings) -> Services:
     models = ModelManager(registry, settings)
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
-    shadow_log = predlog.ShadowWriter if prediction_log is not None else None
+    shadow_log = shadowlog.ShadowWriter if prediction_log is not None else None
     inference = Inference(
         models, sink, settings.request_timeout_s, shadow_log, settings.shadow_queue_size
     )

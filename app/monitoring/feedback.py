@@ -194,7 +194,7 @@ def submit_feedback(
             _conflict_if(item, item.prediction_id in labelled)
             stored = found[item.prediction_id]
             judged.append(judge(item, stored, metadata(stored.model, stored.version)))
-        plog.backend.add_feedback(rows_for(judged))
+        shadows = plog.backend.add_feedback(rows_for(judged))
     except DuplicateFeedbackError as exc:  # lost a race with another request or worker
         _conflict_if(next(i for i in items if i.prediction_id == exc.prediction_id), True)
         raise
@@ -205,25 +205,28 @@ def submit_feedback(
         raise RequestError(ErrorReason.LOG_UNAVAILABLE, message) from None
     for j in judged:
         j.count()
-    _judge_shadows(plog, metadata, {j.item.prediction_id: j.item for j in judged})
+    _judge_shadows(shadows, metadata, {j.item.prediction_id: j.item for j in judged})
     return judged
 
 
 def _judge_shadows(
-    plog: PredictionLog, metadata: MetadataFn, items: dict[str, FeedbackItem]
+    shadows: list[StoredPrediction], metadata: MetadataFn, items: dict[str, FeedbackItem]
 ) -> None:
-    """Count the labels against any shadow's answers for the same rows (classifiers).
+    """Count the labels against the shadows' answers logged before them (classifiers).
 
-    The label is already stored: a failure here is logged and costs only the shadow's count.
-    A shadow output still in a write buffer when its label arrives is not judged.
+    A shadow answer logged later is judged by the off-path scorer as it writes it
+    (``app.monitoring.shadowlog``). The label is already stored: a failure here is logged and
+    costs only the shadow's count.
     """
-    try:
-        for stored in plog.backend.get_shadow(list(items)):
+    for stored in shadows:
+        try:
             judged = judge(items[stored.id], stored, metadata(stored.model, stored.version))
-            if judged.outcome is not None:
-                metrics.SHADOW_FEEDBACK.labels(stored.model, stored.version, judged.outcome).inc()
-    except (LogBackendError, RegistryError, OSError, ValueError, RequestError) as exc:
-        log.warning("shadow answers not judged: %s", exc)
+        except (RegistryError, OSError, ValueError, RequestError) as exc:
+            log.warning("shadow answer of %s version %s not judged: %s", stored.model,
+                        stored.version, exc)  # fmt: skip
+            continue
+        if judged.outcome is not None:
+            metrics.SHADOW_FEEDBACK.labels(stored.model, stored.version, judged.outcome).inc()
 
 
 def _find(plog: PredictionLog, ids: list[str]) -> dict[str, StoredPrediction]:

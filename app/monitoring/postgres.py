@@ -34,6 +34,10 @@ from app.monitoring.records import (
 # alone is not safe when replicas start together (both may try to insert the same catalog
 # row); this transaction-scoped lock makes their migrations take turns.
 SCHEMA_LOCK_KEY = 0x6D6F64656C  # "model"
+# Labels and shadow answers are written in turns under this lock (transaction-scoped): at READ
+# COMMITTED, two transactions inserting a label and a shadow answer for the same row at once
+# would each miss the other's row, and that pair would never be judged.
+JUDGE_LOCK_KEY = 0x6A75646765  # "judge"
 
 T = TypeVar("T")
 Conn = psycopg.Connection[TupleRow]
@@ -166,23 +170,28 @@ class PostgresBackend:
         rows = self._call("reader", work, idempotent=True)
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
-    def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
-        self._insert_many(
-            "INSERT INTO shadow_predictions VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (prediction_id, version) DO NOTHING",
-            rows,
-        )
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> list[tuple[str, str]]:
+        """Idempotent: after a commit whose answer was lost, the retry inserts nothing and
+        returns no labels, so none is judged twice."""
 
-    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
-        def work(conn: Conn) -> list[TupleRow]:
-            return conn.execute(
-                "SELECT prediction_id, time, model, version, output FROM shadow_predictions "
-                "WHERE prediction_id = ANY(%s)",
-                (list(ids),),
-            ).fetchall()
+        def work(conn: Conn) -> list[tuple[str, str]]:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (JUDGE_LOCK_KEY,))
+                inserted = conn.execute(
+                    "INSERT INTO shadow_predictions SELECT * FROM unnest(%s::text[], "
+                    "%s::double precision[], %s::text[], %s::text[], %s::text[]) "
+                    "ON CONFLICT (prediction_id, version) DO NOTHING RETURNING prediction_id",
+                    [list(column) for column in zip(*rows, strict=True)],
+                ).fetchall()
+                return [
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        "SELECT prediction_id, label FROM feedback WHERE prediction_id = ANY(%s)",
+                        ([r[0] for r in inserted],),
+                    ).fetchall()
+                ]
 
-        rows = self._call("reader", work, idempotent=True)
-        return [StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return self._call("writer", work, idempotent=True) if rows else []
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]:
         def work(conn: Conn) -> list[TupleRow]:
@@ -192,15 +201,16 @@ class PostgresBackend:
 
         return {r[0] for r in self._call("reader", work, idempotent=True)}
 
-    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> list[StoredPrediction]:
         """All rows in one transaction; a label already stored rolls the whole batch back.
 
         ``ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same id (another
         replica) to commit or roll back, so exactly one of two racing labels wins.
         """
 
-        def work(conn: Conn) -> None:
+        def work(conn: Conn) -> list[TupleRow]:
             with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (JUDGE_LOCK_KEY,))
                 for row in rows:
                     cur = conn.execute(
                         "INSERT INTO feedback VALUES (%s, %s, %s, %s, %s) "
@@ -209,8 +219,14 @@ class PostgresBackend:
                     )
                     if cur.rowcount == 0:
                         raise DuplicateFeedbackError(row.prediction_id)  # rolls back
+                return conn.execute(
+                    "SELECT prediction_id, time, model, version, output FROM shadow_predictions "
+                    "WHERE prediction_id = ANY(%s)",
+                    ([row.prediction_id for row in rows],),
+                ).fetchall()
 
-        self._call("reader", work, idempotent=False)
+        found = self._call("reader", work, idempotent=False) if rows else []
+        return [StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in found]
 
     def close(self) -> None:
         for role, lock in self._locks.items():

@@ -8,8 +8,8 @@ database, full disk) drops those rows, counts ``modelserve_log_write_failures_to
 and logs. What a crash can lose: the rows still in the buffer (at most one flush interval).
 
 ``create_app`` builds one per worker process and hands it to the scoring entry, which calls
-``submit()`` for every scored request. A shadow version's rows are written by ``ShadowWriter``
-from the off-path scorer process instead.
+``submit()`` for every scored request. A shadow version's rows are written by the off-path
+scorer process instead (``app.monitoring.shadowlog``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from app import metrics
 from app.config import Settings
 from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
-from app.monitoring.records import LogBackend, PredictionRow, ShadowRow
+from app.monitoring.records import LogBackend, PredictionRow
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class _Entry:
     ids: Sequence[str]
 
 
-def _encode_outputs(
+def encode_outputs(
     predictions: npt.NDArray[Any], probabilities: npt.NDArray[Any] | None
 ) -> list[str]:
     """Each row's ``output`` column: its prediction and probabilities as JSON."""
@@ -70,7 +70,7 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
         for pid, row, output in zip(
             entry.ids,
             _rows(entry.rows),
-            _encode_outputs(entry.predictions, entry.probabilities),
+            encode_outputs(entry.predictions, entry.probabilities),
             strict=True,
         )
     ]
@@ -203,57 +203,6 @@ class PredictionLog:
             return
         if deleted:
             log.info("prediction log: purged %d rows older than retention", deleted)
-
-
-class RowsNotWrittenError(Exception):
-    def __init__(self, rows: int, error: str) -> None:
-        super().__init__(error)
-        self.rows = rows
-
-
-class ShadowWriter:
-    """A shadow version's outputs for production's rows, written by the off-path scorer
-    process (``app.serving.offpath``, which gets this class by name), not by the server: there,
-    encoding and inserting them cost production's p99 as much again as its own rows.
-
-    Batch inserts after the scorer has scored a hop and before it reports; a shadow row may so
-    be written before its production row, which feedback looks up first anyway. Failures
-    raise: the scorer reports them and the server counts them. The scorer runs on idle CPU
-    only, so each commit is kept small: where it is starved mid-statement it holds the log's
-    write lock (which production's writer waits on, up to its busy timeout) for as long as a
-    few hundred microseconds of work take at its share.
-    """
-
-    ROWS_PER_COMMIT = 64
-
-    def __init__(self, settings: Settings) -> None:
-        self.backend = open_backend(settings.database_url, settings.prediction_log_path)
-
-    def write(
-        self,
-        model: str,
-        version: str,
-        predictions: npt.NDArray[Any],
-        probabilities: npt.NDArray[Any] | None,
-        ids: Sequence[str],
-    ) -> None:
-        now = time.time()
-        outputs = _encode_outputs(predictions, probabilities)
-        rows: list[ShadowRow] = [
-            (pid, now, model, version, output) for pid, output in zip(ids, outputs, strict=True)
-        ]
-        refused, error = 0, ""
-        for start in range(0, len(rows), self.ROWS_PER_COMMIT):
-            chunk = rows[start : start + self.ROWS_PER_COMMIT]
-            try:
-                self.backend.write_shadow(chunk)
-            except Exception as exc:
-                refused, error = refused + len(chunk), str(exc)
-        if refused:
-            raise RowsNotWrittenError(refused, error)
-
-    def close(self) -> None:
-        self.backend.close()
 
 
 def from_settings(settings: Settings) -> PredictionLog | None:

@@ -59,15 +59,22 @@ class LogBackend(Protocol):
 
     def get_predictions(self, ids: Sequence[str]) -> dict[str, StoredPrediction]: ...
 
-    def write_shadow(self, rows: Sequence[ShadowRow]) -> None: ...
-
-    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
-        """Shadow outputs for these production ids (``id`` is the production id)."""
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> list[tuple[str, str]]:
+        """Insert the rows (a row already stored is kept as it was); return the labels
+        already stored for the ids of the rows inserted, as (prediction id, label JSON), read
+        in the same write transaction as the insert."""
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]: ...
 
-    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
-        """Store all rows durably in one transaction, or none (DuplicateFeedbackError)."""
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> list[StoredPrediction]:
+        """Store all rows durably in one transaction, or none (DuplicateFeedbackError); return
+        the shadow outputs already logged for their ids (``id`` is the production id), read in
+        that transaction.
+
+        The two writes take turns (one write transaction at a time for these tables), so of a
+        label and a shadow's answer for the same row, whichever comes second meets the first:
+        each pair is judged exactly once, in whatever order they arrive.
+        """
 
     def purge(self, before: float) -> int: ...
 

@@ -171,17 +171,17 @@ class SqliteBackend:
         rows = self._call("reader", work)
         return {r[0]: StoredPrediction(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
-    def write_shadow(self, rows: Sequence[ShadowRow]) -> None:
-        self._insert_many("shadow_predictions", 5, rows)
+    def write_shadow(self, rows: Sequence[ShadowRow]) -> list[tuple[str, str]]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            with _immediate(conn):
+                inserted = _insert_shadow(conn, rows)
+                marks = ",".join("?" * len(inserted))
+                query = (
+                    f"SELECT prediction_id, label FROM feedback WHERE prediction_id IN ({marks})"  # noqa: S608
+                )
+                return conn.execute(query, inserted).fetchall() if inserted else []
 
-    def get_shadow(self, ids: Sequence[str]) -> list[StoredPrediction]:
-        def work(conn: sqlite3.Connection) -> list[tuple[str, float, str, str, str]]:
-            marks = ",".join("?" * len(ids))
-            columns = "prediction_id, time, model, version, output"
-            query = f"SELECT {columns} FROM shadow_predictions WHERE prediction_id IN ({marks})"  # noqa: S608
-            return conn.execute(query, list(ids)).fetchall()
-
-        return [StoredPrediction(*r) for r in self._call("reader", work)]
+        return self._call("writer", work) if rows else []
 
     def has_feedback(self, ids: Sequence[str]) -> set[str]:
         def work(conn: sqlite3.Connection) -> list[tuple[str]]:
@@ -193,10 +193,10 @@ class SqliteBackend:
 
         return {r[0] for r in self._call("reader", work)}
 
-    def add_feedback(self, rows: Sequence[FeedbackRow]) -> None:
+    def add_feedback(self, rows: Sequence[FeedbackRow]) -> list[StoredPrediction]:
         """All rows in one transaction; a label already stored rolls the whole batch back."""
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, float, str, str, str]]:
             with _immediate(conn):
                 for row in rows:
                     try:
@@ -206,10 +206,31 @@ class SqliteBackend:
                         )
                     except sqlite3.IntegrityError:
                         raise DuplicateFeedbackError(row.prediction_id) from None
+                marks = ",".join("?" * len(rows))
+                columns = "prediction_id, time, model, version, output"
+                query = f"SELECT {columns} FROM shadow_predictions WHERE prediction_id IN ({marks})"  # noqa: S608
+                return conn.execute(query, [row.prediction_id for row in rows]).fetchall()
 
-        self._call("reader", work)
+        return [StoredPrediction(*r) for r in self._call("reader", work)] if rows else []
 
     def close(self) -> None:
         for role, lock in self._locks.items():
             with lock:
                 self._drop(role)
+
+
+def _insert_shadow(conn: sqlite3.Connection, rows: Sequence[ShadowRow]) -> list[str]:
+    """Insert the rows not stored yet (same id and version); the ids of those inserted."""
+    if JSON_BATCHES:
+        fields = ", ".join(f"value->>{i}" for i in range(5))
+        statement = (
+            f"INSERT OR IGNORE INTO shadow_predictions SELECT {fields} FROM json_each(?) "  # noqa: S608
+            "RETURNING prediction_id"
+        )
+        return [r[0] for r in conn.execute(statement, (orjson.dumps(rows).decode(),))]
+    inserted = []
+    for row in rows:
+        statement = "INSERT OR IGNORE INTO shadow_predictions VALUES (?, ?, ?, ?, ?)"
+        if conn.execute(statement, row).rowcount:
+            inserted.append(row[0])
+    return inserted

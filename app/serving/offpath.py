@@ -11,8 +11,9 @@ Why a process: in the server, a second model call for every request, however qui
 GIL the event loop needs, and production's latency pays for it (+20 to +40 % p99 at c=16 with a
 thread). Here it runs on another core. This process exports no metrics (its environment has no
 multiprocess directory): its report carries agreement counts, absolute differences, failures,
-call durations back to the server, which counts them in its own metrics. A shadow's outputs
-it writes to the prediction log itself (``Start.log``, the log's ``ShadowWriter``, passed by
+call durations, and the outcomes of labels that were stored before the shadow's answers,
+back to the server, which counts them in its own metrics. A shadow's outputs it writes to the
+prediction log itself (``Start.log``, ``app.monitoring.shadowlog.ShadowWriter``, passed by
 name: ``serving`` does not import ``monitoring``), on idle CPU like the rest: written by the
 server, or here at normal priority (nice 19), they cost production's p99 about 10% at c=16.
 The writer commits at most ``ShadowWriter.ROWS_PER_COMMIT`` rows at a time, so that, starved
@@ -29,7 +30,7 @@ import signal
 import struct
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,8 @@ class ShadowRows(Protocol):
         predictions: npt.NDArray[Any],
         probabilities: npt.NDArray[Any] | None,
         ids: Sequence[str],
-    ) -> None: ...
+    ) -> Mapping[str, int]:
+        """Store the answers; the outcomes of the labels already stored for these rows."""
 
     def close(self) -> None: ...
 
@@ -98,6 +100,7 @@ class Report:
     failures: Counter[Version] = field(default_factory=Counter)  # jobs, by scoring version
     errors: dict[Version, str] = field(default_factory=dict)  # one message per failing version
     durations: dict[Version, list[float]] = field(default_factory=dict)
+    judged: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # labels already in
     log_failures: int = 0  # shadow rows the prediction log refused
     log_error: str = ""
 
@@ -203,12 +206,17 @@ class Scorer:
 def _log_outputs(
     log: ShadowRows, task: Task, mine: BatchResult, ids: list[str], report: Report
 ) -> None:
-    """The scored jobs' outputs into the prediction log; refused rows reported."""
+    """The scored jobs' outputs into the prediction log; labels judged, refused rows
+    reported."""
+    name = task.scorer[0]
     try:
-        log.write(task.scorer[0], task.compared, mine.predictions, mine.probabilities, ids)
-    except Exception as exc:  # how many, where the log says (predlog.RowsNotWrittenError)
+        judged = log.write(name, task.compared, mine.predictions, mine.probabilities, ids)
+    except Exception as exc:  # how many, where the log says (shadowlog.RowsNotWrittenError)
         report.log_failures += int(getattr(exc, "rows", len(ids)))
         report.log_error = str(exc)
+        return
+    for outcome, n in judged.items():
+        report.judged[(name, task.compared, outcome)] += n
 
 
 def _merge(results: list[BatchResult]) -> BatchResult:

@@ -221,6 +221,8 @@ class ShadowQueue:
             histogram = metrics.INFERENCE_DURATION.labels(name, version)
             for value in seconds:
                 histogram.observe(value)
+        for (name, version, outcome), n in report.judged.items():
+            metrics.SHADOW_FEEDBACK.labels(name, version, outcome).inc(n)
         if report.log_failures:
             metrics.LOG_WRITE_FAILURES.labels(metrics.OP_PREDICTIONS).inc(report.log_failures)
             log.error("prediction log: %d shadow rows not written: %s", report.log_failures,

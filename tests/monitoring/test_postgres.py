@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,37 +20,11 @@ from prometheus_client import REGISTRY
 
 from app.monitoring.backend import open_backend
 from app.monitoring.postgres import PostgresBackend
-from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackend, LogBackendError
+from app.monitoring.records import DuplicateFeedbackError, FeedbackRow, LogBackendError
 from app.monitoring.sqlite import SqliteBackend
 from tests.helpers.monitoring import metric_sum
-from tests.helpers.postgres import fresh_database
 from tests.helpers.support import Server, free_port
-
-BackendFactory = Callable[[], LogBackend]
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    with fresh_database(pg_server) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendFactory]:
-    """New backends (separate connections, like separate workers) on one fresh store."""
-    made: list[LogBackend] = []
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/log.db"
-    else:
-        url = request.getfixturevalue("pg_url")
-
-    def make() -> LogBackend:
-        made.append(open_backend(url, tmp_path / "unused.db"))
-        return made[-1]
-
-    yield make
-    for backend in made:
-        backend.close()
+from tests.monitoring.conftest import BackendFactory
 
 
 def _prediction(pid: str, at: float, version: str = "1") -> tuple[str, float, str, str, str, str]:
@@ -273,8 +247,9 @@ def test_a_batch_is_stored_exactly_as_written(
     assert [(s.id, s.time, s.model, s.version, s.output) for s in (stored[r[0]] for r in rows)] == [
         (r[0], r[1], r[2], r[3], r[5]) for r in rows
     ]
-    backend.write_shadow([(r[0], r[1], r[2], "shadow", r[5]) for r in rows])
-    shadow = sorted(backend.get_shadow([r[0] for r in rows]), key=lambda s: s.id)
+    assert backend.write_shadow([(r[0], r[1], r[2], "shadow", r[5]) for r in rows]) == []
+    labels = [FeedbackRow(r[0], 2.0, "1", None, None) for r in rows]
+    shadow = sorted(backend.add_feedback(labels), key=lambda s: s.id)
     assert [(s.id, s.time, s.version, s.output) for s in shadow] == [
         (r[0], r[1], "shadow", r[5]) for r in rows
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -165,36 +165,3 @@ def test_predictions_answer_while_the_log_is_locked(
     after = client.post("/predict", json={"instances": [row]})
     pid = after.json()["prediction_ids"][0]
     assert client.post("/feedback", json={"prediction_id": pid, "label": 0}).status_code == 200
-
-
-def test_a_shadows_rows_commit_in_small_batches_and_refusals_are_counted_per_row(
-    tmp_path: Path,
-) -> None:
-    """The off-path scorer's writer: at most ROWS_PER_COMMIT rows a commit (it runs on idle CPU
-    and must not hold the write lock long); a refused batch costs its rows, not the others."""
-    from app.config import Settings
-    from app.monitoring.predlog import RowsNotWrittenError, ShadowWriter
-
-    writer = ShadowWriter(Settings(prediction_log=tmp_path / "log.db"))
-    commits: list[int] = []
-    real = writer.backend.write_shadow
-
-    def write_shadow(rows: Sequence[tuple[str, float, str, str, str]]) -> None:
-        commits.append(len(rows))
-        if len(commits) == 2:
-            raise OSError("disk full")
-        real(rows)
-
-    writer.backend.write_shadow = write_shadow  # type: ignore[method-assign]
-    n = 2 * ShadowWriter.ROWS_PER_COMMIT + 5
-    ids = [f"p{i}" for i in range(n)]
-    predictions = np.arange(n) % 2
-    probabilities = np.stack([1 - predictions / 2, predictions / 2], axis=1)
-    with pytest.raises(RowsNotWrittenError) as refused:
-        writer.write("m", "2", predictions, probabilities, ids)
-    assert refused.value.rows == ShadowWriter.ROWS_PER_COMMIT
-    assert commits == [ShadowWriter.ROWS_PER_COMMIT, ShadowWriter.ROWS_PER_COMMIT, 5]
-    kept = {s.id: orjson.loads(s.output) for s in writer.backend.get_shadow(ids)}
-    assert len(kept) == n - ShadowWriter.ROWS_PER_COMMIT
-    assert kept["p1"] == {"prediction": 1, "probabilities": [0.5, 0.5]}
-    writer.close()

@@ -140,6 +140,49 @@ def test_feedback_judges_the_shadow_answer_too(
     )
 
 
+def test_labels_sent_before_or_after_the_shadow_scored_are_judged_exactly_once(
+    shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    """Feedback right after the answer (the shadow has not scored the rows yet: its scorer
+    process is still starting) and feedback after it has: every label judged once against the
+    shadow's answer, by whichever of the two writes came second."""
+    client = make_client(prediction_log=tmp_path / "log.db")
+    data, target = load_breast_cancer(return_X_y=True)
+    shadow = shadowed.load(NAME, "2").estimator
+
+    def scrape() -> str:
+        return str(client.get("/metrics").text)
+
+    before = scrape()
+
+    def labels(rows: slice) -> list[dict[str, Any]]:
+        body = client.post("/predict", json={"instances": data[rows].tolist()}).json()
+        return [
+            {"prediction_id": p, "label": int(t)}
+            for p, t in zip(body["prediction_ids"], target[rows], strict=True)
+        ]
+
+    early, late = labels(slice(0, 30)), labels(slice(30, 70))
+    assert client.post("/feedback", json=early).status_code == 200  # before the shadow scored
+    version = {"model": NAME, "version": "2"}
+    correct = {**version, "outcome": "correct"}
+
+    def grown(name: str, labels_: dict[str, str], by: int) -> float:
+        start = total(before, name, labels_)
+        return wait_total(scrape, name, labels_, start + by) - start
+
+    assert grown("modelserve_agreement_total", version, 70) == 70
+    assert client.post("/feedback", json=late).status_code == 200  # after
+    assert grown("modelserve_shadow_feedback_total", version, 70) == 70
+    right = int((shadow.predict(data[:70]) == target[:70]).sum())
+    assert (
+        total(scrape(), "modelserve_shadow_feedback_total", correct)
+        - total(before, "modelserve_shadow_feedback_total", correct)
+        == right
+    )
+    assert right < 70, "the weak shadow must be wrong somewhere for the test to bite"
+
+
 def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:
