@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         1024, ge=1, description="Requests waiting per model before 503 + Retry-After."
     )
+    model_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads one model call may use (OpenMP, BLAS); 0: the libraries' own "
+        "default, every core. One leaves the cores to the event loop and the other workers.",
+    )
     request_timeout_s: float = Field(
         10.0, gt=0, description="Longest a prediction may take before 504."
     )
