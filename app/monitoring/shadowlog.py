@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 
 class RowsNotWrittenError(Exception):
-    def __init__(self, rows: int, error: str) -> None:
+    """Some commits were refused: ``rows`` rows lost; ``judged``, what the others judged."""
+
+    def __init__(self, rows: int, error: str, judged: Counter[str]) -> None:
         super().__init__(error)
         self.rows = rows
+        self.judged = judged
 
 
 class ShadowWriter:
@@ -77,7 +80,7 @@ class ShadowWriter:
             if labels:
                 judged.update(self._judge(chunk, labels))
         if refused:
-            raise RowsNotWrittenError(refused, error)
+            raise RowsNotWrittenError(refused, error, judged)
         return judged
 
     def _judge(self, rows: list[ShadowRow], labels: list[tuple[str, str]]) -> list[str]:

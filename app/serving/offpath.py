@@ -215,7 +215,7 @@ def _log_outputs(
     except Exception as exc:  # how many, where the log says (shadowlog.RowsNotWrittenError)
         report.log_failures += int(getattr(exc, "rows", len(ids)))
         report.log_error = str(exc)
-        return
+        judged = getattr(exc, "judged", {})  # by the commits that went through
     for outcome, n in judged.items():
         report.judged[(name, task.compared, outcome)] += n
 

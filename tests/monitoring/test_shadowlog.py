@@ -40,13 +40,17 @@ def test_rows_commit_in_small_batches_and_refusals_are_counted_per_row(
     writer.backend.write_shadow = write_shadow  # type: ignore[method-assign]
     n = 2 * ShadowWriter.ROWS_PER_COMMIT + 5
     ids, predictions, probabilities = _answers(n)
+    # Labels for the first row of each commit, stored before: the refused one's is not judged.
+    first = ids[:: ShadowWriter.ROWS_PER_COMMIT]
+    writer.backend.add_feedback([FeedbackRow(pid, 1.0, "0", None, None) for pid in first])
     with pytest.raises(RowsNotWrittenError) as refused:
-        writer.write("m", "2", predictions, probabilities, ids)
+        writer.write(NAME, "1", predictions, probabilities, ids)
     assert refused.value.rows == ShadowWriter.ROWS_PER_COMMIT
+    assert refused.value.judged == {"correct": 2}  # p0 and p128 predicted 0
     assert commits == [ShadowWriter.ROWS_PER_COMMIT, ShadowWriter.ROWS_PER_COMMIT, 5]
-    labelled = [FeedbackRow(pid, 1.0, "1", None, None) for pid in ids]
+    labelled = [FeedbackRow(pid, 1.0, "1", None, None) for pid in ids if pid not in first]
     kept = {s.id: orjson.loads(s.output) for s in writer.backend.add_feedback(labelled)}
-    assert len(kept) == n - ShadowWriter.ROWS_PER_COMMIT
+    assert len(kept) == n - ShadowWriter.ROWS_PER_COMMIT - 2
     assert kept["p1"] == {"prediction": 1, "probabilities": [0.5, 0.5]}
     writer.close()
 
