@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app import metrics
@@ -22,7 +23,6 @@ from app.registry.deployment import Deployment, Deployments
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role
 from app.serving.runner import ServedModel
-from app.serving.threads import model_caller
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,8 @@ class ModelManager:
         self.served: dict[str, ServedModel] = {}
         self.states: dict[str, ModelState] = {}
         # One inference thread: sklearn holds the GIL, a second thread only adds contention.
-        # The loader warms up and checks exactness with the same thread count as inference.
-        self._executor = model_caller("inference", settings.model_threads)
-        self._loader = model_caller("model-loader", settings.model_threads)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._refresh_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self.started = False

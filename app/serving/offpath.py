@@ -45,7 +45,6 @@ from app.registry.store import Registry
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows
 from app.serving.runner import ServedModel
-from app.serving.threads import limit_model_threads
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +263,6 @@ def main() -> None:
     if not isinstance(start, Start):
         return
     configure_logging(start.settings.log_format, start.settings.log_level)
-    limit_model_threads(start.settings.model_threads)  # its calls run in this thread
     scorer = Scorer(start)
     write_frame(writer, "ready")
     while (tasks := read_frame(reader)) is not None:

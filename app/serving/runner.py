@@ -21,6 +21,7 @@ from app.serving.contract import InputContract, Rows, concat, split_rows
 from app.serving.drift import DriftCounter
 from app.serving.exactness import derives_exactly, merges_exactly, probe_records
 from app.serving.onepass import compile_scorer
+from app.serving.threads import limit_model_threads
 from app.serving.typed import default_row
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ class ServedModel:
         self.has_proba = (
             self.is_classifier and hasattr(self.estimator, "predict_proba") and single_output
         )
+        # Here, after the load: a thread pool the artifact brought is limited too, in this
+        # thread (which warms it up) and in the inference thread before this version's calls.
+        limit_model_threads(settings.model_threads)
+        executor.submit(limit_model_threads, settings.model_threads)
         self.contract = InputContract(self.metadata.features, self.metadata.input_format)
         # One-pass scorers only for float64 matrices; typed rows use the model's own methods.
         self._score = compile_scorer(self.estimator, self.has_proba, fast=self.contract.numeric)
