@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from app.registry.store import Registry
 from tests.helpers.promtext import total
-from tests.helpers.support import Server
+from tests.helpers.support import Server, wait_all_workers_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -35,21 +34,6 @@ def _served_per_worker(metrics_dir: Path) -> dict[str, float]:
     return per_pid
 
 
-def _wait_all_workers_ready(url: str, streak: int = 20, timeout: float = 90) -> None:
-    """Each fresh connection may reach either worker: wait for a streak of 200s in a row."""
-    deadline = time.monotonic() + timeout
-    in_a_row = 0
-    while in_a_row < streak:
-        assert time.monotonic() < deadline, f"workers not all ready after {timeout}s"
-        try:
-            ok = httpx.get(url + "/health/ready", timeout=5).status_code == 200
-        except httpx.TransportError:
-            ok = False
-        in_a_row = in_a_row + 1 if ok else 0
-        if not ok:
-            time.sleep(0.1)
-
-
 def _post_fresh(url: str, row: list[Any]) -> int:
     # A new client per request: a new TCP connection, so the kernel picks a worker each time.
     with httpx.Client(timeout=30) as client:
@@ -68,7 +52,7 @@ def test_two_workers_aggregate_counters(
         args=("--workers", "2"),
     )
     server.wait_ready(timeout=90)
-    _wait_all_workers_ready(server.url)
+    wait_all_workers_ready(server.url)
 
     row = Registry(registry_path).metadata(MODEL, "1").example
     sent = 0

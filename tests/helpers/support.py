@@ -126,3 +126,18 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def wait_all_workers_ready(url: str, streak: int = 20, timeout: float = 90) -> None:
+    """Each fresh connection may reach either worker: wait for a streak of 200s in a row."""
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    while in_a_row < streak:
+        assert time.monotonic() < deadline, f"workers not all ready after {timeout}s"
+        try:
+            ok = httpx.get(url + "/health/ready", timeout=5).status_code == 200
+        except httpx.TransportError:
+            ok = False
+        in_a_row = in_a_row + 1 if ok else 0
+        if not ok:
+            time.sleep(0.1)

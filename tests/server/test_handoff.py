@@ -42,7 +42,14 @@ from app.tools.edge import (
 )
 from app.tools.edge import main as edge_main
 from scripts.stack_test_engine import example_and_truth
-from tests.helpers.support import ROOT, Server, copy_registry, free_port, stop_process
+from tests.helpers.support import (
+    ROOT,
+    Server,
+    copy_registry,
+    free_port,
+    stop_process,
+    wait_all_workers_ready,
+)
 
 HOST = "127.0.0.1"
 
@@ -197,6 +204,7 @@ def test_a_replica_serves_the_lent_socket_beside_its_own_port(
     try:
         server.wait_ready()
         for url in (host_url, server.url):
+            wait_all_workers_ready(url)  # either worker may take a connection
             with httpx.Client(base_url=url, timeout=10) as client:
                 assert client.get("/health/ready").status_code == 200
                 body = client.post("/predict", json={"instances": [example]}).json()
