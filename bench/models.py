@@ -25,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from app.registry.metadata import FeatureKind, FeatureSpec
 from app.registry.store import Registry
-from app.serving.contract import InputContract
+from app.serving.contract import InputContract, model_input
 from app.serving.onepass import compile_scorer
 from app.training.reference import data_fingerprint
 from app.training.train import class_labels, environment, estimator_params, fitted_fields
@@ -197,7 +197,7 @@ def scorer_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) 
     meta = artifact.metadata
     if meta.input_format == "frame":
         contract = InputContract(meta.features, meta.input_format)
-        X: Any = contract.records(example_records(registry, name, rows))
+        X: Any = model_input(contract.records(example_records(registry, name, rows)))
         score = compile_scorer(artifact.estimator, True, fast=False)
     else:
         X = example_rows(registry, name, rows)

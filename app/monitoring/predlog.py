@@ -39,7 +39,7 @@ class _Entry:
     time: float
     model: str
     version: str
-    rows: Any  # a float64 matrix, an object matrix or a DataFrame
+    rows: Any  # a float64 matrix, typed rows' values as sent, an object matrix or a DataFrame
     predictions: npt.NDArray[Any]
     probabilities: npt.NDArray[Any] | None
     ids: Sequence[str]
@@ -78,6 +78,8 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
 
 def _rows(rows: Any) -> list[list[Any]]:
     """Inputs in feature order as JSON-ready lists (typed values kept; missing as null)."""
+    if isinstance(rows, list):  # typed rows, as sent (missing values already None)
+        return rows
     if isinstance(rows, np.ndarray) and rows.dtype != object:
         return list(rows.tolist())
     table = np.asarray(rows, dtype=object)

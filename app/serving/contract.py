@@ -11,7 +11,10 @@ field in the client's own terms:
 
 The model receives what it was fitted on (``ModelMetadata.input_format``): a float64 matrix
 for numeric array models (the fast path, unchanged), otherwise the typed columns of
-``app.serving.typed`` as a DataFrame with the training names and dtypes, or an array.
+``app.serving.typed`` as a DataFrame with the training names and dtypes, or an array. Typed
+rows travel as ``TypedRows`` (their checked values) until the model call: a batch of requests
+becomes one DataFrame (``model_input``), not one per request concatenated, which cost about
+170 µs a request against 7 for the mixed bench model's eight columns.
 """
 
 from __future__ import annotations
@@ -29,7 +32,32 @@ from app.registry.metadata import FeatureSpec, InputFormat
 from app.serving import typed
 
 # What a model call takes: a float64 matrix, an object matrix, or a DataFrame.
-Rows = npt.NDArray[Any] | pd.DataFrame
+ModelInput = npt.NDArray[Any] | pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
+class TypedRows:
+    """Rows checked against their features (missing values as None), as the client sent them;
+    built into the model's input only for the call."""
+
+    features: tuple[FeatureSpec, ...]
+    input_format: InputFormat
+    cells: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def model_input(self) -> ModelInput:
+        return typed.model_input(self.features, self.cells, self.input_format)
+
+
+# A request's rows: a float64 matrix (numeric models), or typed rows.
+Rows = npt.NDArray[Any] | pd.DataFrame | TypedRows
+
+
+def model_input(rows: Rows) -> ModelInput:
+    """What the model is called with for ``rows``."""
+    return rows.model_input() if isinstance(rows, TypedRows) else rows
 
 
 @dataclass(frozen=True)
@@ -58,11 +86,15 @@ def _some(names: Sequence[str]) -> str:
 
 
 def concat(parts: Sequence[Rows]) -> Rows:
-    """Several requests' rows as one model input (the batcher's merge)."""
+    """Several requests' rows as one (the batcher's merge): typed rows stay typed rows."""
+    first = parts[0]
+    if isinstance(first, TypedRows):
+        cells = [row for part in parts if isinstance(part, TypedRows) for row in part.cells]
+        return TypedRows(first.features, first.input_format, cells)
     frames = [p for p in parts if isinstance(p, pd.DataFrame)]
     if frames:
         return pd.concat(frames, ignore_index=True)
-    return np.concatenate(parts)
+    return np.concatenate([p for p in parts if isinstance(p, np.ndarray)])
 
 
 def split_rows(rows: Rows, sizes: Sequence[int]) -> list[Rows]:
@@ -70,7 +102,10 @@ def split_rows(rows: Rows, sizes: Sequence[int]) -> list[Rows]:
     parts: list[Rows] = []
     start = 0
     for size in sizes:
-        if isinstance(rows, pd.DataFrame):
+        if isinstance(rows, TypedRows):
+            cells = rows.cells[start : start + size]
+            parts.append(TypedRows(rows.features, rows.input_format, cells))
+        elif isinstance(rows, pd.DataFrame):
             parts.append(rows.iloc[start : start + size].reset_index(drop=True))
         else:
             parts.append(rows[start : start + size])
@@ -84,7 +119,7 @@ class InputContract:
     def __init__(
         self, features: Sequence[FeatureSpec], input_format: InputFormat = "array"
     ) -> None:
-        self.features = list(features)
+        self.features = tuple(features)
         self.feature_names = [f.name for f in self.features]
         self.width = len(self.features)
         self.input_format = input_format
@@ -228,6 +263,6 @@ class InputContract:
 
     # ---- typed rows ----------------------------------------------------------------------
 
-    def _typed(self, rows: list[list[Any]], field_of: typed.FieldOf) -> Rows:
+    def _typed(self, rows: list[list[Any]], field_of: typed.FieldOf) -> TypedRows:
         cells = typed.check_cells(self.features, rows, field_of)
-        return typed.model_input(self.features, cells, self.input_format)
+        return TypedRows(self.features, self.input_format, cells)

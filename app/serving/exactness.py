@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from app.registry.metadata import FeatureSpec, ModelMetadata, Value
-from app.serving.contract import InputContract, Rows
+from app.serving.contract import InputContract, ModelInput, Rows, model_input
 from app.serving.typed import default_row
 
 PROBE_ROWS = 64  # last-bit differences touch some rows only: probe enough to see them
 MERGED_COPIES = 4
 MIN_PROBED = 16
 PROBE_BUDGET_S = 2.0
-Score = Callable[[Rows], tuple[Any, Any]]
+Score = Callable[[ModelInput], tuple[Any, Any]]
 
 
 def _probe_value(
@@ -77,13 +77,14 @@ def merges_exactly(
         probed: list[list[Any]] = []
         alone: list[str] = []
         for record in records:
-            alone.append(_rows_of(score(contract.records([list(record)], "probe")))[0])
+            alone.append(_rows_of(score(_input(contract, [list(record)])))[0])
             probed.append(list(record))
             if time.monotonic() > deadline:
                 break
         if len(probed) < MIN_PROBED:
             return False
-        merged = _rows_of(score(contract.records(probed * MERGED_COPIES, "probe")))
+        # As the batcher merges: every request's rows into one model input.
+        merged = _rows_of(score(_input(contract, probed * MERGED_COPIES)))
     except Exception:
         return False  # cannot tell: never merge
     return merged == alone * MERGED_COPIES
@@ -98,9 +99,14 @@ def derives_exactly(
     should a release of scikit-learn decide differently, the version calls both instead.
     """
     try:
-        rows = contract.records([list(r) for r in records], "probe")
+        rows = _input(contract, [list(r) for r in records])
         derived = score(rows)[0].tolist()
         own = estimator.predict(rows).tolist()
     except Exception:
         return False
     return bool(repr(derived) == repr(own))
+
+
+def _input(contract: InputContract, records: list[list[Any]]) -> ModelInput:
+    rows: Rows = contract.records(records, "probe")
+    return model_input(rows)

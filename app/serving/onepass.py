@@ -30,13 +30,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import softmax
 
-from app.serving.contract import Rows
+from app.serving.contract import ModelInput
 
 log = logging.getLogger(__name__)
 
 Scored = tuple[npt.NDArray[np.generic], npt.NDArray[np.float64] | None]
-ScoreFn = Callable[[Rows], Scored]
-ProbaFn = Callable[[Rows], npt.NDArray[np.float64]]
+ScoreFn = Callable[[ModelInput], Scored]
+ProbaFn = Callable[[ModelInput], npt.NDArray[np.float64]]
 
 # predict() of these is classes_[argmax(predict_proba())]; for logistic regression only up to
 # rounding, so rows whose top two probabilities (nearly) tie are re-scored with predict().
@@ -80,7 +80,7 @@ def compile_scorer(
         proba_fn = lambda rows: np.asarray(estimator.predict_proba(rows), dtype=np.float64)  # noqa: E731
     classes = np.asarray(final.classes_)
 
-    def score(rows: Rows) -> Scored:
+    def score(rows: ModelInput) -> Scored:
         proba = proba_fn(rows)
         predictions = classes.take(np.argmax(proba, axis=1), axis=0)
         if proba.shape[1] > 1:
@@ -101,7 +101,7 @@ def _fast_proba(estimator: Any, prefix: Any, final: Any) -> ProbaFn:
     compute differently, the model silently keeps scikit-learn's own path.
     """
 
-    def sklearn_proba(rows: Rows) -> npt.NDArray[np.float64]:
+    def sklearn_proba(rows: ModelInput) -> npt.NDArray[np.float64]:
         return np.asarray(estimator.predict_proba(rows), dtype=np.float64)
 
     fast: ProbaFn | None = None
@@ -142,7 +142,7 @@ def _linear_proba(prefix: Any, model: Any) -> ProbaFn | None:
     binary = len(model.classes_) <= 2
     width = int(model.n_features_in_) if prefix is None else int(prefix.n_features_in_)
 
-    def proba(rows: Rows) -> npt.NDArray[np.float64]:
+    def proba(rows: ModelInput) -> npt.NDArray[np.float64]:
         if rows.ndim != 2 or rows.shape[1] != width:
             return np.asarray(model.predict_proba(rows), dtype=np.float64)  # its own error
         X = np.array(rows, dtype=np.float64)

@@ -17,7 +17,14 @@ from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.confidence import ConfidenceCounter
-from app.serving.contract import InputContract, Rows, concat, split_rows
+from app.serving.contract import (
+    InputContract,
+    ModelInput,
+    Rows,
+    concat,
+    model_input,
+    split_rows,
+)
 from app.serving.drift import DriftCounter
 from app.serving.exactness import derives_exactly, merges_exactly, probe_records
 from app.serving.onepass import compile_scorer
@@ -168,40 +175,45 @@ class ServedModel:
         await self._batcher.close()
 
     def _predict_raw(self, rows: Rows) -> BatchResult:
-        predictions, proba = self._score(rows)
+        return self._score_input(model_input(rows))
+
+    def _score_input(self, given: ModelInput) -> BatchResult:
+        predictions, proba = self._score(given)
         return BatchResult(predictions, proba)
 
     def _call_model(self, rows: Rows) -> BatchResult:
         """Runs in the inference thread: the model call, timed, plus its metrics."""
         start = time.perf_counter()
-        result = self._predict_raw(rows)
+        given = model_input(rows)
+        result = self._score_input(given)
         self._inference_time.observe(time.perf_counter() - start)
         self._batch_size.observe(len(rows))
         self._count(result.predictions)
         self._confidence.observe(result.probabilities)
-        self._drift.observe(rows)
+        self._drift.observe(given)
         return result
 
     def _call_each(self, requests: list[Rows]) -> list[BatchResult | Exception]:
         """Each request its own model call (exact for any model); counters and drift once."""
         outcomes: list[BatchResult | Exception] = []
-        scored: list[tuple[Rows, BatchResult]] = []
+        scored: list[tuple[ModelInput, BatchResult]] = []
         for rows in requests:
             start = time.perf_counter()
             try:
-                result = self._predict_raw(rows)
+                given = model_input(rows)
+                result = self._score_input(given)
             except Exception as exc:
                 outcomes.append(exc)
                 continue
             self._inference_time.observe(time.perf_counter() - start)
             self._batch_size.observe(len(rows))
             outcomes.append(result)
-            scored.append((rows, result))
+            scored.append((given, result))
         if scored:
             self._count(np.concatenate([r.predictions for _, r in scored]))
             if self._confidence.enabled:
                 self._confidence.observe(np.concatenate([r.probabilities for _, r in scored]))
-            self._drift.observe(concat([rows for rows, _ in scored]))
+            self._drift.observe(model_input(concat([given for given, _ in scored])))
         return outcomes
 
     def _count(self, predictions: np.ndarray[Any, Any]) -> None:

@@ -30,7 +30,7 @@ from app import metrics
 from app.errors import ErrorReason, RequestError
 from app.registry.store import ModelNotFoundError, RegistryError
 from app.serving.batching import BatchResult, QueueFullError
-from app.serving.contract import Rows
+from app.serving.contract import ModelInput, Rows, TypedRows, model_input
 from app.serving.manager import ModelManager, ModelNotReadyError
 from app.serving.offpath import ShadowLog
 from app.serving.routing import current_key, to_canary
@@ -43,10 +43,12 @@ log = logging.getLogger(__name__)
 UNKNOWN_MODEL_LABEL = "_unknown"
 
 
-# Where scored rows go (the prediction log's ``submit``): model, version, rows, predictions,
-# probabilities, ids. It must never block or raise.
+# Where scored rows go (the prediction log's ``submit``): model, version, rows (a float64
+# matrix, or typed rows' values as sent), predictions, probabilities, ids. It must never block
+# or raise.
+LoggedRows = ModelInput | list[list[Any]]
 PredictionSink = Callable[
-    [str, str, Rows, npt.NDArray[Any], npt.NDArray[Any] | None, Sequence[str]], None
+    [str, str, LoggedRows, npt.NDArray[Any], npt.NDArray[Any] | None, Sequence[str]], None
 ]
 
 
@@ -194,8 +196,10 @@ class Inference:
             raise await self._model_failed(served, rows, exc) from None
         ids = new_ids(len(rows))
         if self.sink is not None:
+            # Typed rows are logged as sent (their checked values), a matrix as it is.
+            logged = rows.cells if isinstance(rows, TypedRows) else rows
             self.sink(
-                served.name, served.version, rows, result.predictions, result.probabilities, ids
+                served.name, served.version, logged, result.predictions, result.probabilities, ids
             )
         return InferenceResult(
             served.name, served.version, result.predictions, result.probabilities, ids
@@ -209,7 +213,7 @@ class Inference:
             )
             message = f"model {served.name!r} version {served.version} failed: {exc}"
             return self._refused(served.name, ErrorReason.MODEL_ERROR, message)
-        unknown = unknown_category(served.contract.features, rows)
+        unknown = unknown_category(served.contract.features, model_input(rows))
         if unknown is not None:
             feature, value = unknown
             message = (

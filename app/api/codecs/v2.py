@@ -83,10 +83,10 @@ def decode_infer_request(
         rows = contract.matrix(tensors[0].values, tensors[0].shape, tensors[0].field)
     else:
         rows = contract.columns([_column(t) for t in tensors], "inputs")
-    if rows.shape[0] > max_batch:
+    if len(rows) > max_batch:
         raise RequestError(
             ErrorReason.BATCH_TOO_LARGE,
-            f"{rows.shape[0]} rows is over the limit of {max_batch} per request",
+            f"{len(rows)} rows is over the limit of {max_batch} per request",
             field="inputs",
         )
     return InferRequest(rows, _outputs(payload.get("outputs"), has_proba), request_id)
