@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from app.config import Settings
@@ -35,3 +40,15 @@ def forget_http_metrics() -> None:
 def build_app(settings: Settings) -> FastAPI:
     forget_http_metrics()
     return create_app(settings)
+
+
+@contextlib.contextmanager
+def ready_client(settings: Settings, timeout_s: float = 60.0) -> Iterator[TestClient]:
+    """An in-process app, entered, once it answers ready: production and its canary and shadow
+    loaded (a request sent earlier is answered as soon as production is, before them)."""
+    with TestClient(build_app(settings)) as client:
+        deadline = time.monotonic() + timeout_s
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, f"not ready after {timeout_s} s"
+            time.sleep(0.02)
+        yield client

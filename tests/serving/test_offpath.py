@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from fastapi.testclient import TestClient
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
@@ -24,7 +23,7 @@ from app.registry.deployment import Deployments
 from app.registry.store import Registry
 from app.serving.shadow import ScorerProcess
 from app.training.train import fitted_fields
-from tests.helpers.app_factory import build_app
+from tests.helpers.app_factory import ready_client
 from tests.helpers.promtext import total, wait_total
 from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
 
@@ -104,7 +103,7 @@ def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
     settings, version = _served(tmp_path, shadow)
     labels = {"model": TOY, "version": version}
     requests: list[tuple[list[str], npt.NDArray[np.float64]]] = []
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         before = client.get("/metrics").text
         # Sent while the scorer process starts: its first hops hold many requests.
         start = 0
@@ -158,7 +157,7 @@ def test_dataframe_requests_are_split_back_exactly(tmp_path: Path) -> None:
     )
     sent: list[tuple[list[str], Any]] = []
     labels = {"model": MIXED, "version": "2"}
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         before = total(client.get("/metrics").text, "modelserve_agreement_total", labels)
         for start, stop in ((0, 1), (1, 4), (4, 5), (5, 12), (12, 13), (13, 30), (30, 60)):
             part = frame.iloc[start:stop]
@@ -202,7 +201,7 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
     settings, version = _served(tmp_path, LogisticRegression(max_iter=500).fit(X, y))
     labels = {"model": TOY, "version": version}
     agreement, failures = "modelserve_agreement_total", "modelserve_shadow_failures_total"
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         text = client.get("/metrics").text
         agreed0, failed0 = total(text, agreement, labels), total(text, failures, labels)
         assert client.post("/predict", json={"instances": X[:3].tolist()}).status_code == 200
@@ -249,7 +248,7 @@ def test_a_stuck_scorer_is_killed_and_counted(
     agreement, failures = "modelserve_agreement_total", "modelserve_shadow_failures_total"
     stuck = X[:1].copy()
     stuck[0, 0] = Stall.STALL
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
 
         def scrape() -> str:
             return str(client.get("/metrics").text)
@@ -280,7 +279,7 @@ def test_shadow_rows_the_log_refuses_are_counted_and_production_is_logged(
     labels = {"model": TOY, "version": version}
     failed = "modelserve_log_write_failures_total"
     refused = {"operation": "predictions"}
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         plog = client.app.state.services.prediction_log  # type: ignore[attr-defined]
         agreed = total(client.get("/metrics").text, "modelserve_agreement_total", labels)
         first = client.post("/predict", json={"instances": X[:1].tolist()}).json()

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.registry.deployment import Deployments
 from app.registry.store import Registry
 from app.training.train import fitted_fields
-from tests.helpers.app_factory import build_app
+from tests.helpers.app_factory import build_app, ready_client
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.promtext import total, wait_total
 from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
@@ -254,7 +254,7 @@ def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> 
         "modelserve_agreement_abs_difference_count",
         "modelserve_agreement_abs_difference_sum",
     )
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         before = client.get("/metrics").text
         rows = data.data[:25]
         body = client.post("/predict", json={"instances": rows.tolist()}).json()
@@ -283,7 +283,7 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
         registry=root, model=TOY, poll_interval_s=0, prediction_log=tmp_path / "t.db"
     )
     labels = {"model": TOY, "version": version}
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         before = client.get("/metrics").text
         large = X[X[:, 0] > 6.0][:5]
         answered = client.post("/predict", json={"instances": large.tolist()})
@@ -331,7 +331,7 @@ def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: P
         registry=root, model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
     )
     labels = {"model": MIXED, "version": "2"}
-    with TestClient(build_app(settings)) as client:
+    with ready_client(settings) as client:
         start = client.get("/metrics").text
         before = total(start, "modelserve_agreement_total", labels)
         body = client.post("/predict", json={"instances": records}).json()
