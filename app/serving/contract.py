@@ -87,10 +87,12 @@ def _some(names: Sequence[str]) -> str:
 
 def concat(parts: Sequence[Rows]) -> Rows:
     """Several requests' rows as one (the batcher's merge): typed rows stay typed rows."""
-    first = parts[0]
-    if isinstance(first, TypedRows):
-        cells = [row for part in parts if isinstance(part, TypedRows) for row in part.cells]
-        return TypedRows(first.features, first.input_format, cells)
+    typed_parts = [p for p in parts if isinstance(p, TypedRows)]
+    if typed_parts:
+        if len(typed_parts) != len(parts):  # one model's contract gives one kind of rows
+            raise TypeError("typed rows merge only with typed rows")
+        cells = [row for part in typed_parts for row in part.cells]
+        return TypedRows(typed_parts[0].features, typed_parts[0].input_format, cells)
     frames = [p for p in parts if isinstance(p, pd.DataFrame)]
     if frames:
         return pd.concat(frames, ignore_index=True)

@@ -56,3 +56,9 @@ def test_typed_rows_keep_the_values_as_sent() -> None:
     assert isinstance(rows, TypedRows)
     assert rows.cells == [["a", 3, True, 2]]  # the integer 2 of a number feature stays 2
     assert model_input(rows)["fee"].tolist() == [2.0]  # the model gets the training dtype
+
+
+def test_typed_rows_never_merge_with_a_matrix() -> None:
+    typed = InputContract(FEATURES, "frame").records([list(REQUESTS[0][0])])
+    with pytest.raises(TypeError):
+        concat([typed, np.zeros((1, 4))])
