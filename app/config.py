@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning, error."
+    )
 
     batch_max_rows: int = Field(256, ge=1, description="Most rows coalesced into one model call.")
     batch_max_wait_ms: float = Field(
