@@ -12,7 +12,6 @@ from app.api.codecs import mlflow
 from app.api.codecs.body import decode_json, read_body
 from app.api.deps import get_services
 from app.errors import RequestError
-from app.serving.runner import ServedModel
 
 router = APIRouter(tags=["mlflow scoring protocol"])
 
@@ -45,15 +44,16 @@ _DOC = {
 
 async def _invoke(request: Request, name: str) -> Response:
     services = get_services(request)
-    settings = services.settings
-
-    async def decode(served: ServedModel) -> mlflow.Invocation:
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        return mlflow.decode_invocation(decode_json(body), served.contract, settings.max_batch)
-
+    settings, inference = services.settings, services.inference
+    trace = request.scope.setdefault("state", {})
     try:
-        trace = request.scope.setdefault("state", {})
-        _, result = await services.inference.infer(name, None, decode, trace)
+        route = await inference.route(name, None, trace)
+        with inference.decoding(route):
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+            invocation = mlflow.decode_invocation(
+                decode_json(body), route.serves.contract, settings.max_batch
+            )
+        result = await inference.predict(route, invocation.rows, trace)
     except RequestError as exc:
         return mlflow.render(exc)
     # MLflow's body has no place for it: the version that answered (canary or not) is a header.

@@ -88,16 +88,16 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     services = get_services(request)
-    settings = services.settings
-
-    async def decode(served: ServedModel) -> codec.InferRequest:
+    settings, inference = services.settings, services.inference
+    trace = request.scope.setdefault("state", {})
+    route = await inference.route(name, version, trace)
+    with inference.decoding(route):
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        return codec.decode_infer_request(
+        served = route.serves
+        parsed = codec.decode_infer_request(
             decode_json(body), served.contract, settings.max_batch, served.has_proba
         )
-
-    trace = request.scope.setdefault("state", {})
-    parsed, result = await services.inference.infer(name, version, decode, trace)
+    result = await inference.predict(route, parsed.rows, trace)
     return codec.json_response(codec.encode(parsed, result, request_id_var.get()))
 
 

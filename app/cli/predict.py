@@ -18,8 +18,7 @@ from app.registry.metadata import FeatureSpec
 from app.registry.store import Registry, RegistryError
 
 if TYPE_CHECKING:
-    from app.serving.runner import ServedModel
-    from app.serving.scoring import InferenceResult
+    from app.results import InferenceResult
 
 NO_TIMEOUT_S = 24 * 3600.0  # a local file is scored whatever its size
 
@@ -62,7 +61,7 @@ def _read_payload(path: Path, features: list[FeatureSpec]) -> Any:
 
 async def _score(registry: Registry, name: str, version: str, path: Path) -> InferenceResult:
     # Imported here: the other commands should not pay for the serving stack at start-up.
-    from app.api.codecs.v1 import Instances, decode_instances
+    from app.api.codecs.v1 import decode_instances
     from app.config import Settings
     from app.serving.manager import ModelManager
     from app.serving.scoring import Inference
@@ -73,13 +72,12 @@ async def _score(registry: Registry, name: str, version: str, path: Path) -> Inf
     models = ModelManager(registry, settings)
     inference = Inference(models, sink=None, timeout_s=NO_TIMEOUT_S)
 
-    async def decode(served: ServedModel) -> Instances:
-        payload = _read_payload(path, served.metadata.features)
-        return Instances(decode_instances(payload, served.contract, max_batch=sys.maxsize))
-
     try:
-        _, result = await inference.infer(name, version, decode)
-        return result
+        route = await inference.route(name, version)
+        with inference.decoding(route):
+            payload = _read_payload(path, route.serves.metadata.features)
+            rows = decode_instances(payload, route.serves.contract, max_batch=sys.maxsize)
+        return await inference.predict(route, rows)
     finally:
         await models.stop()
 

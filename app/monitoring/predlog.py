@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from app.config import Settings
 from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
 from app.monitoring.records import LogBackend, PredictionRow
+from app.results import InferenceResult
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Entry:
     time: float
-    model: str
-    version: str
+    result: InferenceResult
     rows: Any  # a float64 matrix, typed rows' values as sent, an object matrix or a DataFrame
-    predictions: npt.NDArray[Any]
-    probabilities: npt.NDArray[Any] | None
-    ids: Sequence[str]
 
 
 def encode_outputs(
@@ -62,15 +58,15 @@ def _serialize(entry: _Entry) -> list[PredictionRow]:
         (
             pid,
             entry.time,
-            entry.model,
-            entry.version,
+            entry.result.model,
+            entry.result.version,
             orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
             output,
         )
         for pid, row, output in zip(
-            entry.ids,
+            entry.result.prediction_ids,
             _rows(entry.rows),
-            encode_outputs(entry.predictions, entry.probabilities),
+            encode_outputs(entry.result.predictions, entry.result.probabilities),
             strict=True,
         )
     ]
@@ -119,20 +115,12 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        model: str,
-        version: str,
-        rows: Any,
-        predictions: npt.NDArray[Any],
-        probabilities: npt.NDArray[Any] | None,
-        ids: Sequence[str],
-    ) -> None:
-        """Queue rows for writing; never blocks on I/O and never raises."""
-        self._append(_Entry(time.time(), model, version, rows, predictions, probabilities, ids))
+    def submit(self, result: InferenceResult, rows: Any) -> None:
+        """Queue a request's rows and answers for writing; never blocks on I/O, never raises."""
+        self._append(_Entry(time.time(), result, rows))
 
     def _append(self, entry: _Entry) -> None:
-        ids = entry.ids
+        ids = entry.result.prediction_ids
         with self._cond:
             if self._buffered_rows + len(ids) > self.max_buffered_rows or self._stopping:
                 metrics.LOG_WRITE_FAILURES.labels(OP_BUFFER_FULL).inc(len(ids))

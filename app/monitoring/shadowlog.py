@@ -15,10 +15,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
 
-import numpy.typing as npt
 import orjson
 
 from app.config import Settings
@@ -29,6 +26,7 @@ from app.monitoring.predlog import encode_outputs
 from app.monitoring.records import ShadowRow, StoredPrediction
 from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry, RegistryError
+from app.results import InferenceResult
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +52,14 @@ class ShadowWriter:
         self.backend = open_backend(settings.database_url, settings.prediction_log_path)
         self._registry = Registry(settings.registry)
 
-    def write(
-        self,
-        model: str,
-        version: str,
-        predictions: npt.NDArray[Any],
-        probabilities: npt.NDArray[Any] | None,
-        ids: Sequence[str],
-    ) -> Counter[str]:
+    def write(self, result: InferenceResult) -> Counter[str]:
         """Store the answers; the outcomes (correct, incorrect) of the labels already there."""
         now = time.time()
-        outputs = encode_outputs(predictions, probabilities)
+        outputs = encode_outputs(result.predictions, result.probabilities)
+        model, version = result.model, result.version
         rows: list[ShadowRow] = [
-            (pid, now, model, version, output) for pid, output in zip(ids, outputs, strict=True)
+            (pid, now, model, version, output)
+            for pid, output in zip(result.prediction_ids, outputs, strict=True)
         ]
         judged: Counter[str] = Counter()
         refused, error = 0, ""

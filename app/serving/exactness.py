@@ -10,6 +10,7 @@ into a longer call); only if every answer is identical may the batcher merge req
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,7 +19,10 @@ import numpy as np
 
 from app.registry.metadata import FeatureSpec, ModelMetadata, Value
 from app.serving.contract import InputContract, ModelInput, Rows, model_input
+from app.serving.onepass import ScoreFn, compile_scorer
 from app.serving.typed import default_row
+
+log = logging.getLogger(__name__)
 
 PROBE_ROWS = 64  # last-bit differences touch some rows only: probe enough to see them
 MERGED_COPIES = 4
@@ -105,6 +109,25 @@ def derives_exactly(
     except Exception:
         return False
     return bool(repr(derived) == repr(own))
+
+
+def settle_scorer(
+    score: ScoreFn, estimator: Any, has_proba: bool, contract: InputContract, meta: ModelMetadata
+) -> tuple[ScoreFn, bool]:
+    """At load: the scorer a version serves with (its own methods where a one-pass scorer's
+    predictions would differ), and whether requests merged into one call keep every bit."""
+    probe = probe_records(meta)
+    if not derives_exactly(score, estimator, contract, probe):
+        score = compile_scorer(estimator, has_proba, derive=False)
+    merges = merges_exactly(score, contract, probe)
+    if not merges:
+        log.info(
+            "%s version %s: batched rows differ from rows scored alone in the last bits; "
+            "each request gets its own model call",
+            meta.name,
+            meta.version,
+        )
+    return score, merges
 
 
 def _input(contract: InputContract, records: list[list[Any]]) -> ModelInput:

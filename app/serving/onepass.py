@@ -53,6 +53,13 @@ _FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 _TIE = 1e-9
 
 
+def serves_probabilities(estimator: Any, is_classifier: bool) -> bool:
+    """A single-output classifier with ``predict_proba``: multi-output classifiers give one
+    probability table per output, which is not served."""
+    single_output = not isinstance(getattr(estimator, "classes_", None), list)
+    return is_classifier and hasattr(estimator, "predict_proba") and single_output
+
+
 def compile_scorer(
     estimator: Any, with_proba: bool, *, fast: bool = True, derive: bool = True
 ) -> ScoreFn:

@@ -1,11 +1,11 @@
 """The one way in for every prediction, whatever protocol carried it.
 
-``Inference.infer()`` resolves the model (and a pinned version), lets the codec turn the
-request into model input through the served version's ``InputContract``, scores it through the
-model's batcher under the request timeout, mints one prediction id per row, hands the rows to
-the prediction log and returns a typed result. Every refusal on the way is a ``RequestError``
-counted once in ``modelserve_prediction_errors_total``. Codecs (``app.api.codecs``, the CLI)
-only decode bodies and encode results.
+A codec (``app.api.codecs``, the CLI) makes three plain calls on ``Inference``: ``route()``
+resolves the model (and a pinned version) and picks the answering version; the codec decodes
+the body with that version's ``InputContract`` inside ``decoding(route)``; ``predict()`` scores
+the rows through the model's batcher under the request timeout, mints one prediction id per
+row, hands the result and rows to the prediction log and returns a typed result. Every refusal
+on the way is a ``RequestError`` counted once in ``modelserve_prediction_errors_total``.
 
 A request for a model's production alias may be answered by its canary instead
 (``app.serving.routing``); rows answered by one version are then offered to the shadow queue to
@@ -16,19 +16,18 @@ answer. Each request counts once per answering version in ``modelserve_version_r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from app import metrics
 from app.errors import ErrorReason, RequestError
 from app.registry.store import ModelNotFoundError, RegistryError
+from app.results import InferenceResult
 from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import ModelInput, Rows, TypedRows, model_input
 from app.serving.manager import ModelManager, ModelNotReadyError
@@ -43,33 +42,10 @@ log = logging.getLogger(__name__)
 UNKNOWN_MODEL_LABEL = "_unknown"
 
 
-# Where scored rows go (the prediction log's ``submit``): model, version, rows (a float64
-# matrix, or typed rows' values as sent), predictions, probabilities, ids. It must never block
-# or raise.
+# Where a request's answers go with its rows (the prediction log's ``submit``): a float64
+# matrix, or typed rows' values as sent. It must never block or raise.
 LoggedRows = ModelInput | list[list[Any]]
-PredictionSink = Callable[
-    [str, str, LoggedRows, npt.NDArray[Any], npt.NDArray[Any] | None, Sequence[str]], None
-]
-
-
-class Decoded(Protocol):
-    """What a codec's decoder returns: at least the model input."""
-
-    @property
-    def rows(self) -> Rows: ...
-
-
-D = TypeVar("D", bound=Decoded)
-Decoder = Callable[[ServedModel], Awaitable[D]]
-
-
-@dataclass(frozen=True)
-class InferenceResult:
-    model: str
-    version: str
-    predictions: npt.NDArray[np.generic]
-    probabilities: npt.NDArray[np.float64] | None
-    prediction_ids: list[str]
+PredictionSink = Callable[[InferenceResult, LoggedRows], None]
 
 
 # A random hex digit to the UUID variant's: bits 10, then two of its random bits.
@@ -92,13 +68,19 @@ def new_ids(n: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Route:
-    answer: ServedModel
-    other: ServedModel | None = None  # scores the same rows off the request path
-    compared: str = ""  # the non-production version of the two
+    """Which version answers a request, and which (if any) scores its rows off the path."""
+
+    serves: ServedModel
+    offpath: ServedModel | None = None  # scores the same rows after the answer
+    challenger: str = ""  # the non-production version of the two (its agreement is counted)
     is_shadow: bool = False
 
 
 class Inference:
+    """ready -> decode -> predict, as three plain calls a codec makes in turn:
+    ``route()`` (404/503 before the body is read), ``decoding(route)`` around the codec's own
+    parsing with ``route.serves.contract`` (its refusals counted), ``predict(route, rows)``."""
+
     def __init__(
         self,
         models: ModelManager,
@@ -114,50 +96,59 @@ class Inference:
             shadow_log, models.registry.root, models.settings, max_jobs=shadow_queue_size
         )
 
-    async def infer(
-        self,
-        name: str,
-        version: str | None,
-        decode: Decoder[D],
-        trace: MutableMapping[str, Any] | None = None,
-    ) -> tuple[D, InferenceResult]:
-        """Resolve, decode, score, log. ``trace`` receives model, version and instances."""
-        route = await self.route(name, version)
-        served = route.answer
-        if trace is not None:
-            trace["model"], trace["version"] = name, served.version
+    @contextlib.contextmanager
+    def decoding(self, route: Route) -> Iterator[None]:
+        """Counts a refusal of the body (size, time, shape, contract) against the route."""
         try:
-            try:
-                request = await decode(served)
-            except RequestError as exc:
-                raise self._counted(name, exc) from None
-            if trace is not None:
-                trace["instances"] = len(request.rows)
-            result = await self.score(served, request.rows)
+            yield
         except RequestError as exc:
-            metrics.VERSION_REQUESTS.labels(name, served.version, exc.reason).inc()
+            served = route.serves
+            self._counted(served.name, exc)
+            metrics.VERSION_REQUESTS.labels(served.name, served.version, exc.reason).inc()
             raise
-        served.answered.inc()
-        if route.other is not None:
+
+    async def predict(
+        self, route: Route, rows: Rows, trace: MutableMapping[str, Any] | None = None
+    ) -> InferenceResult:
+        """Score, log, and offer the rows to the off-path scorer; ``trace`` gets instances."""
+        served = route.serves
+        if trace is not None:
+            trace["instances"] = len(rows)
+        try:
+            result = await self.score(served, rows)
+        except RequestError as exc:
+            metrics.VERSION_REQUESTS.labels(served.name, served.version, exc.reason).inc()
+            raise
+        served.observer.answered.inc()
+        if route.offpath is not None:
             answered = BatchResult(result.predictions, result.probabilities)
             self.shadow.offer(
-                Job(route.other, route.compared, request.rows, answered, result.prediction_ids,
+                Job(route.offpath, route.challenger, rows, answered, result.prediction_ids,
                     route.is_shadow)
             )  # fmt: skip
-        return request, result
+        return result
 
-    async def route(self, name: str, version: str | None) -> Route:
-        """Who answers: a pinned version, else the canary for its share of keys, else production."""
+    async def route(
+        self, name: str, version: str | None, trace: MutableMapping[str, Any] | None = None
+    ) -> Route:
+        """Who answers; ``trace`` (the request's log state) receives model and version."""
+        route = await self._choose(name, version)
+        if trace is not None:
+            trace["model"], trace["version"] = name, route.serves.version
+        return route
+
+    async def _choose(self, name: str, version: str | None) -> Route:
+        """A pinned version, else the canary for its share of keys, else production."""
         served = await self.resolve(name, version)
         if version is not None:
             return Route(served)
         companions = self.models.companions
         canary = companions.canaries.get(name)
         if canary is not None and to_canary(current_key(), canary.share):
-            return Route(canary.served, served, canary.served.version)
+            return Route(canary.served, offpath=served, challenger=canary.served.version)
         shadow = companions.shadows.get(name)
         if shadow is not None:
-            return Route(served, shadow, shadow.version, is_shadow=True)
+            return Route(served, offpath=shadow, challenger=shadow.version, is_shadow=True)
         return Route(served)
 
     async def close(self) -> None:
@@ -195,15 +186,13 @@ class Inference:
         except Exception as exc:
             raise await self._model_failed(served, rows, exc) from None
         ids = new_ids(len(rows))
-        if self.sink is not None:
-            # Typed rows are logged as sent (their checked values), a matrix as it is.
-            logged = rows.cells if isinstance(rows, TypedRows) else rows
-            self.sink(
-                served.name, served.version, logged, result.predictions, result.probabilities, ids
-            )
-        return InferenceResult(
+        answer = InferenceResult(
             served.name, served.version, result.predictions, result.probabilities, ids
         )
+        if self.sink is not None:
+            # Typed rows are logged as sent (their checked values), a matrix as it is.
+            self.sink(answer, rows.cells if isinstance(rows, TypedRows) else rows)
+        return answer
 
     async def _model_failed(self, served: ServedModel, rows: Rows, exc: Exception) -> RequestError:
         """422 when the model refuses this input but still scores its example; else 500."""

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Job:
     scorer: ServedModel  # the version that scores the rows now
-    compared: str  # the non-production version agreement is counted for
+    challenger: str  # the non-production version agreement is counted for
     rows: Rows
     answered: BatchResult  # what the request was answered with
     ids: Sequence[str]
@@ -233,7 +233,7 @@ def _group(jobs: list[Job]) -> list[list[Job]]:
     """The hop's jobs by scoring version and role, in order within each."""
     groups: dict[tuple[int, str, bool], list[Job]] = {}
     for job in jobs:
-        groups.setdefault((id(job.scorer), job.compared, job.is_shadow), []).append(job)
+        groups.setdefault((id(job.scorer), job.challenger, job.is_shadow), []).append(job)
     return list(groups.values())
 
 
@@ -244,7 +244,7 @@ def _task(jobs: list[Job], logged: bool) -> Task:
     answered = [job.answered.predictions for job in jobs]
     return Task(
         (first.scorer.name, first.scorer.version),
-        first.compared,
+        first.challenger,
         concat([job.rows for job in jobs]) if many else first.rows,
         [len(job.rows) for job in jobs],
         np.concatenate(answered) if many else answered[0],

@@ -19,6 +19,7 @@ from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS
 from app.monitoring.backend import open_backend
 from app.monitoring.predlog import PredictionLog
 from app.monitoring.sqlite import SqliteBackend
+from app.results import InferenceResult
 
 
 def _failures(operation: str) -> float:
@@ -29,7 +30,7 @@ def _failures(operation: str) -> float:
 def _submit(plog: PredictionLog, n: int, prefix: str = "p") -> list[str]:
     ids = [f"{prefix}{i}" for i in range(n)]
     rows = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
-    plog.submit("m", "3", rows, np.arange(n) % 2, np.full((n, 2), 0.5), ids)
+    plog.submit(InferenceResult("m", "3", np.arange(n) % 2, np.full((n, 2), 0.5), ids), rows)
     return ids
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from app.monitoring.predlog import PredictionLog
 from app.monitoring.sqlite import SqliteBackend
+from app.results import InferenceResult
 
 
 def test_typed_rows_are_logged_as_json_values(tmp_path: Path) -> None:
@@ -26,7 +27,9 @@ def test_typed_rows_are_logged_as_json_values(tmp_path: Path) -> None:
         }
     )
     labels = np.asarray(["yes", "no"], dtype=object)
-    plog.submit("churn", "1", frame, labels, np.asarray([[0.1, 0.9], [0.8, 0.2]]), ["a", "b"])
+    proba = np.asarray([[0.1, 0.9], [0.8, 0.2]])
+    answers = InferenceResult("churn", "1", labels, proba, ["a", "b"])
+    plog.submit(answers, frame)
     assert plog.flush(5.0)
     plog.stop()
     with sqlite3.connect(path) as conn:

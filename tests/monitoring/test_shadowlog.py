@@ -13,6 +13,7 @@ import pytest
 from app.config import Settings
 from app.monitoring.records import FeedbackRow
 from app.monitoring.shadowlog import RowsNotWrittenError, ShadowWriter
+from app.results import InferenceResult
 from tests.helpers.lifecycle import NAME
 
 
@@ -44,7 +45,7 @@ def test_rows_commit_in_small_batches_and_refusals_are_counted_per_row(
     first = ids[:: ShadowWriter.ROWS_PER_COMMIT]
     writer.backend.add_feedback([FeedbackRow(pid, 1.0, "0", None, None) for pid in first])
     with pytest.raises(RowsNotWrittenError) as refused:
-        writer.write(NAME, "1", predictions, probabilities, ids)
+        writer.write(InferenceResult(NAME, "1", predictions, probabilities, ids))
     assert refused.value.rows == ShadowWriter.ROWS_PER_COMMIT
     assert refused.value.judged == {"correct": 2}  # p0 and p128 predicted 0
     assert commits == [ShadowWriter.ROWS_PER_COMMIT, ShadowWriter.ROWS_PER_COMMIT, 5]
@@ -67,10 +68,10 @@ def test_labels_stored_first_are_judged_against_the_answers_written(
             for pid, y in zip(ids[:6], labels, strict=True)
         ]
     )
-    judged = writer.write(NAME, "1", predictions, probabilities, ids)
+    judged = writer.write(InferenceResult(NAME, "1", predictions, probabilities, ids))
     # p0..p5 predicted 0,1,0,1,0,1 against 0,0,0,1,1,1: four right, two wrong.
     assert judged == {"correct": 4, "incorrect": 2}
     # A label outside the version's classes is logged and skipped, not raised.
     writer.backend.add_feedback([FeedbackRow("q", 1.0, '"maybe"', None, None)])
-    assert writer.write(NAME, "1", np.array([1]), None, ["q"]) == {}
+    assert writer.write(InferenceResult(NAME, "1", np.array([1]), None, ["q"])) == {}
     writer.close()

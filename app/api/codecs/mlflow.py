@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from app.api.errors import HEADERS, STATUS
 from app.errors import ErrorReason, RequestError
+from app.results import InferenceResult
 from app.serving.contract import InputContract, Rows
-from app.serving.scoring import InferenceResult
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _ERROR_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST"}

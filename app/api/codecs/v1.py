@@ -7,7 +7,6 @@ pydantic models below only describe the same shapes for OpenAPI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,9 +18,8 @@ from app.api.codecs.body import decode_json, read_body
 from app.api.deps import Services
 from app.errors import ErrorReason, RequestError
 from app.registry.metadata import Value
+from app.results import InferenceResult
 from app.serving.contract import InputContract, Rows
-from app.serving.runner import ServedModel
-from app.serving.scoring import InferenceResult
 
 
 class PredictRequest(BaseModel):
@@ -42,11 +40,6 @@ class PredictResponse(BaseModel):
         None, description="Per-class probabilities in the order of the model's classes."
     )
     prediction_ids: list[str] = Field(..., description="One unique id per instance.")
-
-
-@dataclass(frozen=True)
-class Instances:
-    rows: Rows
 
 
 def decode_instances(payload: Any, contract: InputContract, max_batch: int) -> Rows:
@@ -87,14 +80,12 @@ def encode(result: InferenceResult) -> bytes:
 
 
 async def handle(request: Request, services: Services, name: str) -> Response:
-    """One /predict or /v1 request: read, decode, infer, encode."""
-    settings = services.settings
-
-    async def decode(served: ServedModel) -> Instances:
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        rows = decode_instances(decode_json(body), served.contract, settings.max_batch)
-        return Instances(rows)
-
+    """One /predict or /v1 request: route, decode, predict, encode."""
+    settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
-    _, result = await services.inference.infer(name, None, decode, trace)
+    route = await inference.route(name, None, trace)
+    with inference.decoding(route):
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        rows = decode_instances(decode_json(body), route.serves.contract, settings.max_batch)
+    result = await inference.predict(route, rows, trace)
     return Response(encode(result), media_type="application/json")

@@ -20,8 +20,8 @@ from starlette.responses import Response
 
 from app.api.errors import HEADERS, STATUS
 from app.errors import ErrorReason, RequestError, describe_value
+from app.results import InferenceResult
 from app.serving.contract import Column, InputContract, Rows
-from app.serving.scoring import InferenceResult
 from app.serving.typed import INT_LIMIT
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
