@@ -29,7 +29,12 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: lint typecheck check-rules unit  ## everything CI runs (pytest last: its summary closes the log)
+test: lint typecheck check-rules docs unit  ## everything CI runs (pytest last: its summary closes the log)
+
+.PHONY: docs
+docs: install  ## the documentation site, strictly (a broken link or anchor fails), into site/
+	$(BIN)/python -m scripts.gen_docs --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 .PHONY: check-rules
 check-rules:  ## promtool check config + rules, promtool test rules, amtool check-config

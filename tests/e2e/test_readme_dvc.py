@@ -1,4 +1,5 @@
-"""README "Versioning `models/` with DVC", run as written in a clone-like git repository.
+"""docs/guide/lifecycle.md, "Versioning `models/` with DVC", run as written in a clone-like git
+repository.
 
 DVC is a tool of the user's, not a dependency of modelserve: the test installs it from PyPI
 into ``.venv/tools/dvc`` once (about a minute) and skips only when that is impossible. The
@@ -18,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.readme_snippets import shell_blocks
-from tests.helpers.support import BIN, MODELS, run_cli
+from tests.helpers.support import BIN, MODELS, ROOT, run_cli
 
 pytestmark = pytest.mark.e2e
 TOOL = BIN.parent / "tools" / "dvc"
 ARTIFACT = "models/breast-cancer/1/model.joblib"
+PAGE = ROOT / "docs" / "guide" / "lifecycle.md"
 
 
 def _dvc() -> Path:
@@ -50,7 +52,7 @@ def _sh(script: str, cwd: Path, dvc: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_dvc_walkthrough_runs_on_a_checkout(tmp_path: Path) -> None:
-    (block,) = [b for b in shell_blocks() if b.code.startswith("dvc init")]
+    (block,) = [b for b in shell_blocks(PAGE) if b.code.startswith("dvc init")]
     dvc = _dvc()
     repo = tmp_path / "repo"
     shutil.copytree(MODELS, repo / "models", ignore=shutil.ignore_patterns(".lock", ".tmp-*"))
@@ -60,7 +62,7 @@ def test_the_dvc_walkthrough_runs_on_a_checkout(tmp_path: Path) -> None:
     # The remote is the user's own; here a directory, added once `dvc init` has run.
     script = block.code.replace("dvc init\n", f"dvc init\n{remote}\n", 1)
     ran = _sh(script, repo, dvc)
-    assert ran.returncode == 0, f"README DVC block failed:\n{ran.stdout}\n{ran.stderr}"
+    assert ran.returncode == 0, f"the DVC block failed:\n{ran.stdout}\n{ran.stderr}"
     tracked = _sh("git ls-files models/breast-cancer/1", repo, dvc).stdout.split()
     assert f"{ARTIFACT}.dvc" in tracked and ARTIFACT not in tracked
     (repo / ARTIFACT).unlink()

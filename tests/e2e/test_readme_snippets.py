@@ -1,23 +1,26 @@
-"""Every shell block in README.md is run against a real server, or marked (issue #15).
+"""Every shell block in README.md and in every page under docs/ is run against a real server,
+or marked (issues #15 and #23).
 
 Markers, on the line directly before the fence (see ``tests/helpers/readme_snippets.py``):
 ``<!-- not-run: <reason> -->`` or ``<!-- tested-by: tests/<path>.py -->``. Unmarked blocks run
-here in README order, in a scratch copy of the checkout, against ``modelserve serve`` on a
-free port; a block followed by ``returns`` and a JSON block must print that JSON.
+here in page order (README.md first, then docs/ by path), each page in its own order, in a
+scratch copy of the checkout, against ``modelserve serve`` on a free port; a block followed by
+``returns`` and a JSON block must print that JSON.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import readme_snippets as snippets
-from tests.helpers.support import Server, free_port
+from tests.helpers.support import ROOT, Server, free_port
 
 pytestmark = pytest.mark.e2e
-BLOCKS = snippets.shell_blocks()
+BLOCKS = snippets.all_shell_blocks()
 UNMARKED = [b for b in BLOCKS if b.marker is None]
 
 
@@ -48,11 +51,21 @@ def test_unmarked_block_runs_as_documented(
     snippets.check_output(block, out)
 
 
+def _page_with(text: str) -> Path:
+    """The one page whose shell blocks (with their markers and documented output) have the text."""
+
+    def whole(b: snippets.Block) -> str:
+        marker = f"<!-- {b.marker[0]}: {b.marker[1]} -->" if b.marker else ""
+        return f"{marker}\n{b.code}\n{b.expected or ''}"
+
+    (page,) = {ROOT / b.page for b in BLOCKS if text in whole(b)}
+    return page
+
+
 def _mutated(tmp_path: Path, old: str, new: str) -> list[snippets.Block]:
-    readme = snippets.README.read_text()
-    assert old in readme, f"the README no longer contains {old!r}"
-    copy = tmp_path / "README.md"
-    copy.write_text(readme.replace(old, new, 1))
+    page = _page_with(old)
+    copy = tmp_path / page.name
+    copy.write_text(page.read_text().replace(old, new, 1))
     return snippets.shell_blocks(copy)
 
 
@@ -77,7 +90,7 @@ def test_a_changed_command_or_output_fails(
 ) -> None:
     block = _block_with(_mutated(tmp_path, old, new), in_block)
     assert block.marker is None
-    with pytest.raises(AssertionError, match="README block at line"):
+    with pytest.raises(AssertionError, match="block at line"):
         out = snippets.run_block(block, checkout, tmp_path, server.port)
         snippets.check_output(block, out)
 
@@ -88,6 +101,16 @@ def test_a_marker_naming_no_test_or_a_test_of_something_else_fails(tmp_path: Pat
     assert "not a test file" in (snippets.marker_problem(_block_with(gone, "docker compose")) or "")
     other = _mutated(tmp_path, marker, "<!-- tested-by: tests/e2e/test_readme_dvc.py -->")
     assert "names neither" in (snippets.marker_problem(_block_with(other, "docker compose")) or "")
-    (line,) = [ln for ln in snippets.README.read_text().splitlines() if "a usage synopsis" in ln]
+    page = _page_with("a usage synopsis").read_text()
+    (line,) = [ln for ln in page.splitlines() if "a usage synopsis" in ln]
     bare = _mutated(tmp_path, line, "<!-- not-run: x -->")
     assert "needs a reason" in (snippets.marker_problem(_block_with(bare, "NAME ARTIFACT")) or "")
+
+
+def test_every_page_of_the_site_is_scanned() -> None:
+    """Each page the site's nav names (and README.md) is one whose blocks are found above."""
+    nav = re.findall(r"^\s+- [^:]+: (\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert len(nav) >= 15, nav
+    scanned = set(snippets.pages())
+    assert {ROOT / "README.md", *(ROOT / "docs" / page for page in nav)} <= scanned
+    assert {b.page for b in BLOCKS} >= {"README.md", "docs/guide/api.md", "docs/guide/stack.md"}

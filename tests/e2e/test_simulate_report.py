@@ -1,5 +1,5 @@
-"""README "Traffic simulator": `modelserve simulate` reports the rate it really sent at and shows
-progress (issue #15).
+"""docs/guide/monitoring.md, "Traffic simulator": `modelserve simulate` reports the rate it really
+sent at and shows progress (issue #15).
 """
 
 from __future__ import annotations

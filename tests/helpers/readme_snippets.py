@@ -1,4 +1,5 @@
-"""README.md's shell blocks: found, classified by their marker, and run against a real server.
+"""The shell blocks of README.md and of every page under docs/: found, classified by their
+marker, and run against a real server.
 
 A shell block (```bash, sh, shell, console) is one of:
 
@@ -32,7 +33,7 @@ from tests.helpers.support import BIN, ROOT
 SHELL = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r"^<!-- (not-run|tested-by): (.+?) -->\s*$")
-HEADING = re.compile(r"^#{2,4} (.+?)\s*$")
+HEADING = re.compile(r"^#{1,4} (.+?)\s*$")  # a page's title (#) too
 README_URL = "127.0.0.1:8000"
 ANY = "\x00any"
 README = ROOT / "README.md"
@@ -40,6 +41,7 @@ README = ROOT / "README.md"
 
 @dataclass(frozen=True)
 class Block:
+    page: str  # README.md, docs/guide/api.md, ...
     line: int  # of the opening fence, 1-based
     lang: str
     code: str
@@ -49,7 +51,8 @@ class Block:
 
     @property
     def id(self) -> str:
-        return f"L{self.line}-{re.sub(r'[^a-z0-9]+', '-', self.heading.lower()).strip('-')}"
+        slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")
+        return f"{self.page}:L{self.line}-{slug}"
 
     def commands(self) -> list[str]:
         """Command lines without comments, prompts or continuation backslashes."""
@@ -59,7 +62,7 @@ class Block:
         return [ln.rstrip("\\").strip() for ln in lines if ln and not ln.startswith("#")]
 
 
-def parse(text: str) -> list[Block]:
+def parse(text: str, page: str = "README.md") -> list[Block]:
     lines = text.splitlines()
     blocks: list[Block] = []
     heading = ""
@@ -75,6 +78,7 @@ def parse(text: str) -> list[Block]:
         marker = MARKER.match(lines[i - 1]) if i else None
         blocks.append(
             Block(
+                page=page,
                 line=i + 1,
                 lang=fence.group(1),
                 code="\n".join(lines[i + 1 : end]) + "\n",
@@ -96,8 +100,21 @@ def _expected_after(lines: list[str], end: int) -> str | None:
     return None
 
 
-def shell_blocks(readme: Path = README) -> list[Block]:
-    return [b for b in parse(readme.read_text()) if b.lang in SHELL]
+def pages(root: Path = ROOT) -> list[Path]:
+    """README.md, then every Markdown page of the documentation site, by path."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def page_name(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def shell_blocks(page: Path = README) -> list[Block]:
+    return [b for b in parse(page.read_text(), page_name(page)) if b.lang in SHELL]
+
+
+def all_shell_blocks(root: Path = ROOT) -> list[Block]:
+    return [b for page in pages(root) for b in shell_blocks(page)]
 
 
 def marker_problem(block: Block, root: Path = ROOT) -> str | None:
@@ -169,7 +186,7 @@ def run_block(block: Block, workdir: Path, tmp: Path, port: int, timeout: float 
             os.killpg(proc.pid, signal.SIGTERM)
     if proc.returncode != 0:
         raise AssertionError(
-            f"README block at line {block.line} ({block.heading}) exited {proc.returncode}\n"
+            f"{block.page} block at line {block.line} ({block.heading}) exited {proc.returncode}\n"
             f"--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}"
         )
     return out
@@ -217,9 +234,9 @@ def check_output(block: Block, out: str) -> None:
         return
     expected = _pattern(block.expected)
     values = _json_values(out)
-    assert values, f"README block at line {block.line} printed no JSON:\n{out[-2000:]}"
+    assert values, f"{block.page} block at line {block.line} printed no JSON:\n{out[-2000:]}"
     assert matches(expected, values[-1]), (
-        f"README block at line {block.line}: documented\n{block.expected}\nbut it printed\n"
+        f"{block.page} block at line {block.line}: documented\n{block.expected}\nbut it printed\n"
         f"{json.dumps(values[-1])}"
     )
 

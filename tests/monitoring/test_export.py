@@ -1,7 +1,8 @@
 """``modelserve export`` then ``modelserve train`` with the exported rows, on both log backends.
 
 The prediction log is a real SQLite file or a real PostgreSQL database, filled through the
-backend the server writes with; export and train are the real CLI as subprocesses (README:
+backend the server writes with; export and train are the real CLI as subprocesses
+(docs/guide/monitoring.md:
 Estimated accuracy and retraining from production).
 """
 
