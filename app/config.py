@@ -13,13 +13,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the server. CLI flags override these; these override defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MODELSERVE_", extra="ignore", populate_by_name=True
+    )
 
     registry: Path = Field(Path("models"), description="Root of the model registry.")
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to bind.")
     workers: int = Field(1, ge=1, le=64, description="Server processes.")
-    model: str = Field("breast-cancer", description="Model served at POST /predict.")
+    # The variable keeps its short name, MODELSERVE_MODEL; the field says what it is.
+    default_model: str = Field(
+        "breast-cancer",
+        validation_alias="MODELSERVE_MODEL",
+        description="Model served at POST /predict and POST /invocations.",
+    )
     alias: str = Field("production", description="Alias of the default model to serve.")
     max_batch: int = Field(1000, ge=1, description="Most instances accepted in one request.")
     max_body_bytes: int = Field(
@@ -126,7 +133,7 @@ class Settings(BaseSettings):
             "set MODELSERVE_PREDICTION_LOG or MODELSERVE_DATABASE_URL to put it elsewhere)"
         )
 
-    @field_validator("model", "alias")
+    @field_validator("default_model", "alias")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():

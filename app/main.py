@@ -13,14 +13,14 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
-from app.api import feedback, health, invocations, models, v2
-from app.api.admin import build_router as build_admin_router
 from app.api.cors import install_cors
 from app.api.deps import Services
-from app.api.dispatch import PredictDispatch
 from app.api.errors import install_error_handlers
+from app.api.fastpath import PredictFastPath
 from app.api.openapi_errors import document_not_found
-from app.api.predict import build_router, request_body_doc
+from app.api.routes import feedback, health, invocations, models, v2
+from app.api.routes.admin import build_router as build_admin_router
+from app.api.routes.predict import build_router, request_body_doc
 from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog, shadowlog
@@ -37,7 +37,9 @@ HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 def build_services(settings: Settings) -> Services:
     registry = Registry(settings.registry)
-    settings = settings.model_copy(update={"model": choose_default_model(settings, registry)})
+    settings = settings.model_copy(
+        update={"default_model": choose_default_model(settings, registry)}
+    )
     models = ModelManager(registry, settings)
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
@@ -52,8 +54,8 @@ def _predict_doc(services: Services) -> dict[str, Any]:
     """The request example for /docs, read from metadata (no artifact is loaded here)."""
     settings, registry = services.settings, services.registry
     try:
-        version = registry.resolve(settings.model, settings.alias)
-        meta = registry.metadata(settings.model, version)
+        version = registry.resolve(settings.default_model, settings.alias)
+        meta = registry.metadata(settings.default_model, version)
         return request_body_doc(meta.feature_names, meta.example)
     except (RegistryError, ValueError, OSError):
         return request_body_doc([], [])
@@ -119,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(invocations.router)
     # Inside the Prometheus and request-log middlewares (added after it), outside the router.
-    app.add_middleware(PredictDispatch, services=services)
+    app.add_middleware(PredictFastPath, services=services)
     instrumentator = Instrumentator(
         should_group_status_codes=False,
         should_instrument_requests_inprogress=True,

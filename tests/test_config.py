@@ -25,7 +25,7 @@ def test_env_vars_configure_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     settings = Settings()
 
     assert settings.registry == (tmp_path / "reg").resolve()
-    assert (settings.port, settings.model, settings.alias) == (9123, "iris", "staging")
+    assert (settings.port, settings.default_model, settings.alias) == (9123, "iris", "staging")
     assert (settings.max_batch, settings.log_format) == (7, "json")
     assert settings.host == "127.0.0.1"  # unset: the documented default
 
@@ -36,7 +36,7 @@ def test_defaults_match_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.registry == Path("models").resolve()
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert (settings.model, settings.alias) == ("breast-cancer", "production")
+    assert (settings.default_model, settings.alias) == ("breast-cancer", "production")
     assert (settings.max_batch, settings.log_format) == (1000, "text")
 
 

@@ -67,7 +67,7 @@ async def _score(registry: Registry, name: str, version: str, path: Path) -> Inf
     from app.serving.scoring import Inference
 
     settings = Settings(
-        registry=registry.root, model=name, poll_interval_s=0, prediction_log_enabled=False
+        registry=registry.root, default_model=name, poll_interval_s=0, prediction_log_enabled=False
     )
     models = ModelManager(registry, settings)
     inference = Inference(models, sink=None, timeout_s=NO_TIMEOUT_S)

@@ -40,9 +40,9 @@ def choose_default_model(settings: Settings, registry: Registry) -> str:
     registry does not have is refused at start-up rather than answered with 503 forever.
     """
     names = registry.model_names()
-    configured = "model" in settings.model_fields_set
-    if settings.model in names:
-        return settings.model
+    configured = "default_model" in settings.model_fields_set
+    if settings.default_model in names:
+        return settings.default_model
     if not configured and len(names) == 1:
         return names[0]
     where = f"the registry at {registry.root}"
@@ -50,7 +50,7 @@ def choose_default_model(settings: Settings, registry: Registry) -> str:
         raise StartupError(f"no models in {where}: register one (modelserve register or train)")
     hint = "set MODELSERVE_MODEL (or --model) to one of" if len(names) > 1 else "it holds"
     raise StartupError(
-        f"default model {settings.model!r} is not in {where}; {hint}: {', '.join(names)}"
+        f"default model {settings.default_model!r} is not in {where}; {hint}: {', '.join(names)}"
     )
 
 
@@ -157,9 +157,9 @@ class ModelManager:
 
     def wanted(self) -> dict[str, str]:
         """Model name -> alias for every model this process should serve."""
-        wanted = {self.settings.model: self.settings.alias}
+        wanted = {self.settings.default_model: self.settings.alias}
         for name in self.registry.model_names():
-            if name == self.settings.model:
+            if name == self.settings.default_model:
                 continue
             try:
                 if PRODUCTION in self.registry.aliases(name):

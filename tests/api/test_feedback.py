@@ -147,7 +147,7 @@ def test_regressor_feedback_observes_absolute_error(
     make_client: Callable[..., TestClient], registry: Registry
 ) -> None:
     version = register_regressor(registry)
-    client = make_client(model="diabetes")
+    client = make_client(default_model="diabetes")
     data = load_diabetes()
     resp = client.post("/predict", json={"instances": [data.data[0].tolist()]})
     assert resp.status_code == 200, resp.text

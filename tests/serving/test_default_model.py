@@ -27,7 +27,7 @@ def test_a_registry_with_one_model_serves_it_without_settings(tmp_path: Path) ->
 
 def test_the_configured_model_wins(tmp_path: Path) -> None:
     root = _registry(tmp_path, "iris", "flowers")
-    settings = Settings(registry=root, model="flowers")
+    settings = Settings(registry=root, default_model="flowers")
     assert choose_default_model(settings, Registry(root)) == "flowers"
 
 
@@ -44,7 +44,9 @@ def test_a_default_model_the_registry_lacks_stops_start_up(
 ) -> None:
     root = _registry(tmp_path, *names)
     root.mkdir(exist_ok=True)
-    settings = Settings(registry=root) if model is None else Settings(registry=root, model=model)
+    settings = (
+        Settings(registry=root) if model is None else Settings(registry=root, default_model=model)
+    )
     with pytest.raises(StartupError, match=says.replace("(", r"\(").replace(")", r"\)")):
         choose_default_model(settings, Registry(root))
     env = {"MODELSERVE_PORT": "0"} | ({} if model is None else {"MODELSERVE_MODEL": model})

@@ -43,7 +43,7 @@ class ThreadsSeen(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
 def _served_threads(root: Path, **settings: Any) -> float:
     client = TestClient(
-        build_app(Settings(registry=root, model=NAME, poll_interval_s=0, **settings))
+        build_app(Settings(registry=root, default_model=NAME, poll_interval_s=0, **settings))
     )
     with client:
         deadline = time.monotonic() + 30

@@ -84,7 +84,7 @@ def _served(tmp_path: Path, shadow: Any) -> tuple[Settings, str]:
     )
     Deployments(registry).set_shadow(TOY, meta.version)
     settings = Settings(
-        registry=root, model=TOY, poll_interval_s=0, prediction_log=tmp_path / "log.db"
+        registry=root, default_model=TOY, poll_interval_s=0, prediction_log=tmp_path / "log.db"
     )
     return settings, meta.version
 
@@ -153,7 +153,7 @@ def test_dataframe_requests_are_split_back_exactly(tmp_path: Path) -> None:
     Deployments(Registry(root)).set_shadow(MIXED, "2")
     frame = churn_frame(n=60, seed=5).drop(columns=TARGET)
     settings = Settings(
-        registry=root, model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
+        registry=root, default_model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
     )
     sent: list[tuple[list[str], Any]] = []
     labels = {"model": MIXED, "version": "2"}

@@ -193,7 +193,7 @@ def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     meta = registry.register(TOY, slow, fitted_fields(slow, "classification", names, X, y, X[0]))
     Deployments(registry).set_shadow(TOY, meta.version)
     settings = Settings(
-        registry=root, model=TOY, poll_interval_s=0, shadow_queue_size=2,
+        registry=root, default_model=TOY, poll_interval_s=0, shadow_queue_size=2,
         prediction_log=tmp_path / "l.db",
     )  # fmt: skip
     client = TestClient(build_app(settings))
@@ -246,7 +246,7 @@ def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> 
     version = registry.register(REGRESSOR, ridge, fields).version
     Deployments(registry).set_shadow(REGRESSOR, version)
     settings = Settings(
-        registry=tmp_path / "reg", model=REGRESSOR, poll_interval_s=0,
+        registry=tmp_path / "reg", default_model=REGRESSOR, poll_interval_s=0,
         prediction_log=tmp_path / "r.db",
     )  # fmt: skip
     labels = {"model": REGRESSOR, "version": version}
@@ -280,7 +280,7 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
     version = registry.register(TOY, picky, fields).version
     Deployments(registry).set_shadow(TOY, version)
     settings = Settings(
-        registry=root, model=TOY, poll_interval_s=0, prediction_log=tmp_path / "t.db"
+        registry=root, default_model=TOY, poll_interval_s=0, prediction_log=tmp_path / "t.db"
     )
     labels = {"model": TOY, "version": version}
     with ready_client(settings) as client:
@@ -328,7 +328,7 @@ def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: P
     frame = churn_frame(n=40, seed=3).drop(columns=TARGET)
     records = json.loads(frame.to_json(orient="records"))  # NaN tenure -> null
     settings = Settings(
-        registry=root, model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
+        registry=root, default_model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"
     )
     labels = {"model": MIXED, "version": "2"}
     with ready_client(settings) as client:

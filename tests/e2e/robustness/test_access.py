@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api import admin
+from app.api.routes import admin
 from tests.helpers.support import Server, free_port
 
 ORIGIN = "https://dashboard.example"

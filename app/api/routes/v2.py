@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app import __version__
 from app.api.codecs import v2 as codec
 from app.api.codecs.body import decode_json, read_body
-from app.api.deps import get_services
+from app.api.deps import ManagerDep, Services, ServicesDep
 from app.errors import ErrorReason, RequestError
 from app.logs import request_id_var
 from app.registry.store import RegistryError
@@ -71,8 +71,9 @@ def _inputs(served: ServedModel) -> list[dict[str, Any]]:
     ]
 
 
-async def _metadata(request: Request, name: str, version: str | None) -> Response:
-    services = get_services(request)
+async def _metadata(
+    request: Request, services: Services, name: str, version: str | None
+) -> Response:
     served = await services.inference.resolve(name, version)
     try:
         versions = services.registry.versions(name)
@@ -81,13 +82,14 @@ async def _metadata(request: Request, name: str, version: str | None) -> Respons
     return codec.json_response(model_metadata(served, versions))
 
 
-async def _model_ready(request: Request, name: str, version: str | None) -> Response:
-    served = await get_services(request).inference.resolve(name, version)
+async def _model_ready(
+    request: Request, services: Services, name: str, version: str | None
+) -> Response:
+    served = await services.inference.resolve(name, version)
     return codec.json_response({"name": name, "version": served.version, "ready": True})
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    services = get_services(request)
+async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
     settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
     route = await inference.route(name, version, trace)
@@ -115,22 +117,22 @@ async def server_live() -> Response:
 
 
 @router.get("/health/ready", summary="Every served model is ready (503 until then)")
-async def server_ready(request: Request) -> Response:
-    ready = get_services(request).models.ready
+async def server_ready(manager: ManagerDep) -> Response:
+    ready = manager.ready
     return codec.json_response({"ready": ready}, 200 if ready else 503)
 
 
-Handler = Callable[[Request, str, str | None], Coroutine[Any, Any, Response]]
+Handler = Callable[[Request, Services, str, str | None], Coroutine[Any, Any, Response]]
 
 
 def _add_model_routes(suffix: str, method: str, what: str, handler: Handler) -> None:
     """``/models/{name}<suffix>`` (the served version) and its ``/versions/{version}`` twin."""
 
-    async def served(name: str, request: Request) -> Response:
-        return await handler(request, name, None)
+    async def served(name: str, request: Request, services: ServicesDep) -> Response:
+        return await handler(request, services, name, None)
 
-    async def pinned(name: str, version: str, request: Request) -> Response:
-        return await handler(request, name, version)
+    async def pinned(name: str, version: str, request: Request, services: ServicesDep) -> Response:
+        return await handler(request, services, name, version)
 
     router.add_api_route(
         f"/models/{{name}}{suffix}", served, methods=[method], summary=f"{what}, served version"

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api.codecs import mlflow
 from app.api.codecs.body import decode_json, read_body
-from app.api.deps import get_services
+from app.api.deps import Services, ServicesDep
 from app.errors import RequestError
 
 router = APIRouter(tags=["mlflow scoring protocol"])
@@ -42,8 +42,7 @@ _DOC = {
 }
 
 
-async def _invoke(request: Request, name: str) -> Response:
-    services = get_services(request)
+async def _invoke(request: Request, services: Services, name: str) -> Response:
     settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
     try:
@@ -61,12 +60,12 @@ async def _invoke(request: Request, name: str) -> Response:
     return Response(mlflow.encode(result), media_type="application/json", headers=headers)
 
 
-async def invocations(request: Request) -> Response:
-    return await _invoke(request, get_services(request).settings.model)
+async def invocations(request: Request, services: ServicesDep) -> Response:
+    return await _invoke(request, services, services.settings.default_model)
 
 
-async def model_invocations(name: str, request: Request) -> Response:
-    return await _invoke(request, name)
+async def model_invocations(name: str, request: Request, services: ServicesDep) -> Response:
+    return await _invoke(request, services, name)
 
 
 for _path, _endpoint, _which in (

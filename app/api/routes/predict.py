@@ -1,8 +1,11 @@
 """POST /predict (the default model) and POST /v1/models/{name}:predict (KServe V1 shape).
 
-``app.api.dispatch`` answers these two paths before FastAPI's router sees them; the routes
-here document them in OpenAPI and serve whatever the dispatch passes on. Both call the same
-``app.api.codecs.v1.handle``.
+OpenAPI only, in practice: ``app.api.fastpath.PredictFastPath``, a pure-ASGI layer inside the
+middlewares, answers every request to these two paths before FastAPI's router sees it (the
+router costs more per request than the model call). The routes are registered so that
+``/docs`` and ``/openapi.json`` describe the paths with their request and error shapes; their
+endpoints call the same ``app.api.codecs.v1.handle`` and would serve the same answers without
+the fast path.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.codecs import v1
-from app.api.deps import get_services
+from app.api.deps import ServicesDep
 from app.api.errors import ErrorResponse
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -50,12 +53,11 @@ def build_router(openapi_extra: dict[str, Any]) -> APIRouter:
     """The predict routes; their request example comes from the default model's features."""
     router = APIRouter(tags=["predict"])
 
-    async def predict(request: Request) -> Response:
-        services = get_services(request)
-        return await v1.handle(request, services, services.settings.model)
+    async def predict(request: Request, services: ServicesDep) -> Response:
+        return await v1.handle(request, services, services.settings.default_model)
 
-    async def predict_v1(name: str, request: Request) -> Response:
-        return await v1.handle(request, get_services(request), name)
+    async def predict_v1(name: str, request: Request, services: ServicesDep) -> Response:
+        return await v1.handle(request, services, name)
 
     for path, endpoint, summary in (
         ("/predict", predict, "Predict with the default model"),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from app.api.codecs.body import decode_json, read_body
-from app.api.deps import get_services
+from app.api.deps import ServicesDep
 from app.api.errors import ErrorResponse
 from app.errors import ErrorReason, RequestError
 from app.monitoring.feedback import parse_feedback, submit_feedback
@@ -61,13 +61,12 @@ def _metadata(registry: Registry, name: str, version: str) -> ModelMetadata:
     },
     summary="Report the true label of one or more logged predictions",
 )
-async def feedback(request: Request) -> Response:
+async def feedback(request: Request, services: ServicesDep) -> Response:
     """Acknowledged (200) only after the labels are committed to the prediction log.
 
     404: unknown prediction id; 409: already labelled; 422: label outside the model's classes.
     A list is stored all-or-nothing: the first bad item is named in the error's ``field``.
     """
-    services = get_services(request)
     settings = services.settings
     body = await read_body(request, MAX_FEEDBACK_BODY, settings.body_timeout_s)
     payload = decode_json(body)

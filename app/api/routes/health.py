@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import get_manager
+from app.api.deps import ManagerDep
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -22,8 +22,7 @@ async def live() -> dict[str, str]:
     summary="Every served model is loaded and warmed (503 until then)",
     responses={503: {"description": "Some model is not loaded yet, or failed to load"}},
 )
-async def ready(request: Request) -> JSONResponse:
-    manager = get_manager(request)
+async def ready(manager: ManagerDep) -> JSONResponse:
     models: dict[str, Any] = {}
     for name, state in manager.states.items():
         served = manager.served.get(name)

@@ -44,11 +44,11 @@ def routing_key(headers: list[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-class PredictDispatch:
+class PredictFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self.default_model = services.settings.model
+        self.default_model = services.settings.default_model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = None
