@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class ErrorReason(StrEnum):
     # the request body
@@ -70,3 +72,12 @@ def describe_value(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def error_json(status: int, reason: str, message: str, field: str | None = None) -> bytes:
+    """The JSON error body every refusal is sent as, from the API or the HTTP protocol:
+    ``{"error": {"status", "type", "message", "field"?}}``."""
+    body: dict[str, Any] = {"status": status, "type": reason, "message": message}
+    if field is not None:
+        body["field"] = field
+    return orjson.dumps({"error": body})

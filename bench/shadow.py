@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.training.train import fitted_fields
 from bench.models import LOGISTIC
@@ -95,7 +95,7 @@ def shadow_check(work: Path, registry: Registry, body: Path, seconds: float) -> 
     import httpx
 
     version = add_shadow_version(registry)
-    deployments = Deployments(registry)
+    deployments = RoleAliases(registry)
     token = secrets.token_urlsafe(16)
     env = {"MODELSERVE_ADMIN_TOKEN": token}
     result = ShadowResult()

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import ErrorReason, RequestError
+from app.errors import ErrorReason, RequestError, error_json
 
 R = ErrorReason
 STATUS: Mapping[ErrorReason, int] = {
@@ -73,11 +72,8 @@ def error_response(
     field: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"status": status, "type": reason, "message": message}
-    if field is not None:
-        body["field"] = field
     return Response(
-        orjson.dumps({"error": body}),
+        error_json(status, reason, message, field),
         status_code=status,
         media_type="application/json",
         headers=dict(headers) if headers else None,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import RegistryOpt, fail, open_registry
-from app.registry.deployment import PRODUCTION, Deployments
+from app.registry.roles import PRODUCTION, RoleAliases
 from app.registry.store import RegistryError
 
 AliasOpt = Annotated[str, typer.Option("--alias", help="Alias to move.")]
@@ -73,12 +73,12 @@ def promote(
     promoting without the flag finishes a canary, `rollback` ends it.
     """
     reg = open_registry(registry)
-    deployments = Deployments(reg)
+    roles = RoleAliases(reg)
     try:
         if canary is not None:
             if alias != PRODUCTION:
                 raise ValueError("--canary splits the production alias; drop --alias")
-            state = deployments.start_canary(name, version, canary, reason="canary")
+            state = roles.start_canary(name, version, canary, reason="canary")
             typer.echo(
                 f"{name}: canary {state.canary} takes {state.canary_percent:g}% of production "
                 f"{state.production}'s requests"
@@ -86,7 +86,7 @@ def promote(
             return
         resolved = reg.resolve(name, version)
         if alias == PRODUCTION:
-            before = deployments.promote(name, resolved)
+            before = roles.promote(name, resolved)
         else:
             before = reg.aliases(name).get(alias)
             reg.set_alias(name, alias, resolved, reason="promote")
@@ -100,7 +100,7 @@ def rollback(name: str, alias: AliasOpt = PRODUCTION, registry: RegistryOpt = No
     reg = open_registry(registry)
     try:
         if alias == PRODUCTION:
-            ended = Deployments(reg).end_canary(name, reason="rollback")
+            ended = RoleAliases(reg).end_canary(name, reason="rollback")
             if ended is not None:
                 production = reg.aliases(name).get(PRODUCTION, "-")
                 typer.echo(
@@ -123,7 +123,7 @@ def shadow(
     if (version is None) == (not off):
         raise fail("give a VERSION to shadow, or --off")
     try:
-        before = Deployments(open_registry(registry)).set_shadow(name, None if off else version)
+        before = RoleAliases(open_registry(registry)).set_shadow(name, None if off else version)
     except (RegistryError, ValueError) as exc:
         raise fail(f"shadow not changed: {exc}") from None
     if off:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import RegistryOpt, fail, open_registry
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import RegistryError
 from app.tools.rollout import (
     Limits,
@@ -72,22 +72,22 @@ def rollout(
         raise fail(str(exc)) from None
     check_every = min(plan.check_every_s, max(plan.interval_s / 4, 1.0))
     plan = Plan(name, version, plan.steps, plan.interval_s, limits, check_every)
-    deployments = Deployments(open_registry(registry))
+    roles = RoleAliases(open_registry(registry))
     if dry_run:
-        _print_plan(plan, deployments)
+        _print_plan(plan, roles)
         return
     try:
-        code = run(plan, deployments, Prometheus(prometheus), echo=typer.echo)
+        code = run(plan, roles, Prometheus(prometheus), echo=typer.echo)
     except (RegistryError, RolloutError, ValueError) as exc:
-        ended = _abort(deployments, name, version)
+        ended = _abort(roles, name, version)
         raise fail(f"rollout stopped: {exc}{ended}") from None
     if code:
         raise typer.Exit(code)
 
 
-def _print_plan(plan: Plan, deployments: Deployments) -> None:
+def _print_plan(plan: Plan, roles: RoleAliases) -> None:
     try:
-        production = deployments.read(plan.model).production or "-"
+        production = roles.read(plan.model).production or "-"
     except (RegistryError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(
@@ -100,11 +100,11 @@ def _print_plan(plan: Plan, deployments: Deployments) -> None:
             typer.echo(f"  {who} {check}: {query}")
 
 
-def _abort(deployments: Deployments, name: str, version: str) -> str:
+def _abort(roles: RoleAliases, name: str, version: str) -> str:
     """End a canary this rollout started when it cannot go on (it must not stay unwatched)."""
     try:
-        if deployments.read(name).canary == version:
-            deployments.end_canary(name, reason="rollout-failed: error")
+        if roles.read(name).canary == version:
+            roles.end_canary(name, reason="rollout-failed: error")
             return "; canary ended"
     except (RegistryError, ValueError):
         pass

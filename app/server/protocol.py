@@ -16,24 +16,17 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.errors import ErrorReason, error_json
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 """Used until the lifespan has published ``header_timeout_s`` (or if an app never does)."""
 
 
 def _timeout_response(timeout_s: float) -> bytes:
-    body = orjson.dumps(
-        {
-            "error": {
-                "status": 408,
-                "type": "header_timeout",
-                "field": "headers",
-                "message": f"request headers not received within {timeout_s:g} s",
-            }
-        }
-    )
+    message = f"request headers not received within {timeout_s:g} s"
+    body = error_json(408, ErrorReason.HEADER_TIMEOUT, message, "headers")
     head = (
         b"HTTP/1.1 408 Request Timeout\r\n"
         b"content-type: application/json\r\n"

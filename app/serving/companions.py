@@ -1,6 +1,6 @@
 """The versions served beside a model's production version: its canary and its shadow.
 
-``ModelManager.refresh()`` reads each production model's ``Deployment`` from the registry and
+``ModelManager.refresh()`` reads each production model's ``Roles`` from the registry and
 hands it here. A companion is loaded, verified and warmed like production (or reused when that
 version is already loaded in another role), then put in its slot with one assignment; a version
 leaving every role is closed (its batcher drains first). A companion that fails to load is left
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app import metrics
-from app.registry.deployment import CANARY, PRODUCTION, SHADOW, Deployment
+from app.registry.roles import CANARY, PRODUCTION, SHADOW, Roles
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Companions:
         return any(s is served for s in self.all())
 
     async def update(
-        self, name: str, production: ServedModel | None, wanted: Deployment | None, force: bool
+        self, name: str, production: ServedModel | None, wanted: Roles | None, force: bool
     ) -> None:
         """Bring ``name``'s canary and shadow to ``wanted`` (None: neither)."""
         serving = production.version if production is not None else None

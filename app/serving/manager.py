@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from app import metrics
 from app.config import Settings
 from app.registry import names
-from app.registry.deployment import Deployment, Deployments
+from app.registry.roles import RoleAliases, Roles
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role
 from app.serving.runner import ServedModel
@@ -210,19 +210,19 @@ class ModelManager:
                 result = await self._refresh_one(name, state, force=force)
                 if result is not None:
                     results.append(result)
-                deployment = await self._deployment(name, state)
-                await self.companions.update(name, self.served.get(name), deployment, force)
+                roles = await self._roles(name, state)
+                await self.companions.update(name, self.served.get(name), roles, force)
             return results
 
-    async def _deployment(self, name: str, state: ModelState) -> Deployment | None:
+    async def _roles(self, name: str, state: ModelState) -> Roles | None:
         """The canary and shadow to serve beside production (none beside another alias)."""
         if state.alias != PRODUCTION or name not in self.served:
             return None
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._loader, Deployments(self.registry).read, name)
+            return await loop.run_in_executor(self._loader, RoleAliases(self.registry).read, name)
         except (RegistryError, ValueError, OSError) as exc:
-            log.warning("reading the deployment of %s failed: %s", name, exc)
+            log.warning("reading the roles (canary, shadow) of %s failed: %s", name, exc)
             return None
 
     async def _refresh_one(

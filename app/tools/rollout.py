@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 
 Echo = Callable[[str], None]
 Sleep = Callable[[float], None]
@@ -183,27 +183,27 @@ def _accuracy_check(
 
 def run(
     plan: Plan,
-    deployments: Deployments,
+    roles: RoleAliases,
     prom: Prometheus,
     echo: Echo = print,
     sleep: Sleep = time.sleep,
 ) -> int:
     """Step the canary through ``plan``; 0 when it reaches its last step, 1 on rollback."""
-    production = deployments.read(plan.model).production
+    production = roles.read(plan.model).production
     if production is None:
         raise RolloutError(f"model {plan.model!r} has no production version")
     echo(f"rollout {plan.model} {plan.version} against production {production}")
     for step in plan.steps:
         if step >= 100:
-            deployments.promote(plan.model, plan.version, reason="rollout")
+            roles.promote(plan.model, plan.version, reason="rollout")
             echo(f"step 100%: promoted {plan.version} to production (was {production})")
             return 0
-        deployments.start_canary(plan.model, plan.version, step, reason=f"rollout {step:g}%")
+        roles.start_canary(plan.model, plan.version, step, reason=f"rollout {step:g}%")
         echo(f"step {step:g}%: canary {plan.version} for {plan.interval_s:g} s")
         failed = _watch(plan, prom, production, echo, sleep)
         if failed is not None:
             reason = f"rollout-failed: {failed.name}"
-            deployments.end_canary(plan.model, reason=reason)
+            roles.end_canary(plan.model, reason=reason)
             echo(f"rolled back: {reason} ({failed.detail}); production stays {production}")
             return 1
         echo(f"step {step:g}%: every check holds, advancing")

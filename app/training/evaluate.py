@@ -10,13 +10,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from app.registry.metadata import Task
-from app.training.metrics import METRICS, HeldOut, for_task, higher_is_better
+from app.training.quality import METRICS, HeldOut, for_task, higher_is_better
 
 
 def score(
     estimator: Any, task: Task, X: npt.NDArray[Any] | pd.DataFrame, y: npt.NDArray[Any]
 ) -> dict[str, float]:
-    """Every metric of the task (``app.training.metrics``) that applies to this estimator."""
+    """Every metric of the task (``app.training.quality``) that applies to this estimator."""
     pred = np.asarray(estimator.predict(X))
     proba, model_classes = None, ()
     if task == "classification" and hasattr(estimator, "predict_proba"):

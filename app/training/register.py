@@ -30,7 +30,7 @@ from app.registry.store import Registry
 from app.training import artifact_input, calibration, compare, schema_infer, train
 from app.training.data import NUMERIC_KINDS, example_row, typed_frame
 from app.training.evaluate import score
-from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
+from app.training.quality import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 from app.training.reference import build_frame_reference, frame_fingerprint
 from app.training.validate import ValidationReport, _finite, validate
 

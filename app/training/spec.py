@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.registry import names
 from app.registry.artifacts import ArtifactFormat
 from app.registry.metadata import FeatureKind, Task
-from app.training.metrics import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
+from app.training.quality import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 
 
 class SpecError(ValueError):

@@ -31,7 +31,7 @@ from app.training.calibration import calibration_fields
 from app.training.card import model_card
 from app.training.compare import PRODUCTION, judge, production_of
 from app.training.evaluate import Comparison, GateResult, score
-from app.training.metrics import METRICS
+from app.training.quality import METRICS
 from app.training.reference import build_reference, data_fingerprint
 from app.training.spec import SpecError, StepSpec, TrainSpec
 from app.training.validate import ValidationReport, split_schema, table_schema, validate

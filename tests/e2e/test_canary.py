@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.support import Server
@@ -66,7 +66,7 @@ def _sticky(urls: list[str]) -> None:
 @pytest.fixture
 def canary_registry(registry_path: Path) -> Path:
     train_quick(registry_path, **{"estimator.params.C": 0.02})
-    Deployments(Registry(registry_path)).start_canary(NAME, "2", 10, reason="canary")
+    RoleAliases(Registry(registry_path)).start_canary(NAME, "2", 10, reason="canary")
     return registry_path
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from tests.helpers.prometheus_proc import PrometheusServer
 from tests.helpers.queries import load_dashboard, panels, substitute
@@ -52,7 +52,7 @@ def add_shadow(registry: Path) -> None:
     shutil.copytree(registry / MODEL / "1", registry / MODEL / "2")
     meta_path = registry / MODEL / "2" / "metadata.json"
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "version": "2"}))
-    Deployments(Registry(registry)).set_shadow(MODEL, "2")
+    RoleAliases(Registry(registry)).set_shadow(MODEL, "2")
 
 
 def predict(url: str, rows: np.ndarray[Any, Any]) -> tuple[list[str], list[int]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.serving.routing import to_canary
 from tests.helpers.lifecycle import NAME, train_quick
@@ -99,7 +99,7 @@ def test_readme_canary_shadow_and_rollout_run_as_written(
         assert "breast-cancer: canary 2 ended (rollback); production stays 1" in out
         assert "model_version:modelserve_version_errors:ratio_rate5m" in out  # --dry-run
         assert "step 100%: promoted 2 to production (was 1)" in out
-        assert Deployments(Registry(registry_path)).read(NAME).production == "2"
+        assert RoleAliases(Registry(registry_path)).read(NAME).production == "2"
 
         # The GitHub Actions step: a new version rolled out the same way.
         train_quick(registry_path)

@@ -14,7 +14,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.dummy import DummyClassifier
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.training.train import fitted_fields
 from tests.helpers.lifecycle import NAME, train_quick
@@ -85,7 +85,7 @@ def test_rollouts_advance_a_good_version_and_roll_back_bad_ones(
 ) -> None:
     _, prom = stack
     registry = Registry(registry_path)
-    deployments = Deployments(registry)
+    deployments = RoleAliases(registry)
 
     good = _rollout(registry_path, candidates["good"], prom)
     assert good.returncode == 0, good.stdout + good.stderr
@@ -139,4 +139,4 @@ def test_an_unreachable_prometheus_ends_the_canary_it_started(
     )  # fmt: skip
     assert done.returncode == 1
     assert "cannot query Prometheus" in done.stderr and "canary ended" in done.stderr
-    assert Deployments(Registry(registry_path)).read(NAME).canary is None
+    assert RoleAliases(Registry(registry_path)).read(NAME).canary is None

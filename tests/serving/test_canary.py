@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.serving.routing import to_canary
 from tests.helpers.lifecycle import NAME, train_quick
@@ -23,7 +23,7 @@ KEYS = [f"customer-{i}" for i in range(150)]
 def canaried(registry_path: Path) -> Registry:
     train_quick(registry_path, **{"estimator.params.C": 0.002})
     registry = Registry(registry_path)
-    Deployments(registry).start_canary(NAME, "2", 10, reason="canary")
+    RoleAliases(registry).start_canary(NAME, "2", 10, reason="canary")
     return registry
 
 

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 from app.config import Settings
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.serving.shadow import ScorerProcess
 from app.training.train import fitted_fields
@@ -82,7 +82,7 @@ def _served(tmp_path: Path, shadow: Any) -> tuple[Settings, str]:
     meta = registry.register(
         TOY, shadow, fitted_fields(shadow, "classification", names, X, y, X[0])
     )
-    Deployments(registry).set_shadow(TOY, meta.version)
+    RoleAliases(registry).set_shadow(TOY, meta.version)
     settings = Settings(
         registry=root, default_model=TOY, poll_interval_s=0, prediction_log=tmp_path / "log.db"
     )
@@ -150,7 +150,7 @@ def test_dataframe_requests_are_split_back_exactly(tmp_path: Path) -> None:
         str(tmp_path / f"{MIXED}.csv"), "--target", TARGET, "--registry", str(root),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    Deployments(Registry(root)).set_shadow(MIXED, "2")
+    RoleAliases(Registry(root)).set_shadow(MIXED, "2")
     frame = churn_frame(n=60, seed=5).drop(columns=TARGET)
     settings = Settings(
         registry=root, default_model=MIXED, poll_interval_s=0, prediction_log=tmp_path / "m.db"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
 from app.config import Settings
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from app.training.train import fitted_fields
 from tests.helpers.app_factory import build_app, ready_client
@@ -30,7 +30,7 @@ def shadowed(registry_path: Path) -> Registry:
     """breast-cancer: production 1, version 2 (a weaker C) as its shadow."""
     train_quick(registry_path, **{"estimator.params.C": 0.002})
     registry = Registry(registry_path)
-    Deployments(registry).set_shadow(NAME, "2")
+    RoleAliases(registry).set_shadow(NAME, "2")
     return registry
 
 
@@ -191,7 +191,7 @@ def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     X, y, names = iris()
     slow = SlowModel(0.05).fit(X, y)
     meta = registry.register(TOY, slow, fitted_fields(slow, "classification", names, X, y, X[0]))
-    Deployments(registry).set_shadow(TOY, meta.version)
+    RoleAliases(registry).set_shadow(TOY, meta.version)
     settings = Settings(
         registry=root, default_model=TOY, poll_interval_s=0, shadow_queue_size=2,
         prediction_log=tmp_path / "l.db",
@@ -244,7 +244,7 @@ def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> 
     names = [str(n) for n in data.feature_names]
     fields = fitted_fields(ridge, "regression", names, data.data, data.target, data.data[0])
     version = registry.register(REGRESSOR, ridge, fields).version
-    Deployments(registry).set_shadow(REGRESSOR, version)
+    RoleAliases(registry).set_shadow(REGRESSOR, version)
     settings = Settings(
         registry=tmp_path / "reg", default_model=REGRESSOR, poll_interval_s=0,
         prediction_log=tmp_path / "r.db",
@@ -278,7 +278,7 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
     small = X[X[:, 0] <= 6.0]
     fields = fitted_fields(picky, "classification", names, small, y[X[:, 0] <= 6.0], small[0])
     version = registry.register(TOY, picky, fields).version
-    Deployments(registry).set_shadow(TOY, version)
+    RoleAliases(registry).set_shadow(TOY, version)
     settings = Settings(
         registry=root, default_model=TOY, poll_interval_s=0, prediction_log=tmp_path / "t.db"
     )
@@ -324,7 +324,7 @@ def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: P
         "--target", TARGET, "--registry", str(root),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    Deployments(Registry(root)).set_shadow(MIXED, "2")
+    RoleAliases(Registry(root)).set_shadow(MIXED, "2")
     frame = churn_frame(n=40, seed=3).drop(columns=TARGET)
     records = json.loads(frame.to_json(orient="records"))  # NaN tenure -> null
     settings = Settings(

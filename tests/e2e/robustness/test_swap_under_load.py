@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from app.registry.deployment import Deployments
+from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.load import Load, p99_ms
@@ -90,7 +90,7 @@ def test_canary_start_steps_finish_and_rollback_under_load_fail_nothing(
 ) -> None:
     train_quick(registry_path, **{"estimator.params.C": 0.02})
     registry = Registry(registry_path)
-    deployments = Deployments(registry)
+    deployments = RoleAliases(registry)
     rows = load_breast_cancer().data[::31][:12]
     expected = {
         v: registry.load(NAME, v).estimator.predict_proba(rows) for v in registry.versions(NAME)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.registry.aliases import rollback_target
-from app.registry.deployment import Deployments, from_doc
+from app.registry.roles import RoleAliases, from_doc
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from tests.helpers.lifecycle import NAME, train_quick
 
@@ -21,11 +21,11 @@ def two_versions(registry_path: Path) -> Registry:
 
 
 def test_a_canary_is_an_alias_with_a_weight_and_a_history_entry(two_versions: Registry) -> None:
-    deployments = Deployments(two_versions)
-    state = deployments.start_canary(NAME, "2", 10, reason="canary")
+    roles = RoleAliases(two_versions)
+    state = roles.start_canary(NAME, "2", 10, reason="canary")
     assert (state.production, state.canary, state.canary_percent) == ("1", "2", 10.0)
     assert state.canary_share == pytest.approx(0.1)
-    assert deployments.read(NAME) == state
+    assert roles.read(NAME) == state
     last = two_versions.alias_history(NAME)[-1]
     assert (last["alias"], last["version"], last["weight"], last["reason"]) == (
         "canary",
@@ -34,21 +34,21 @@ def test_a_canary_is_an_alias_with_a_weight_and_a_history_entry(two_versions: Re
         "canary",
     )
     # Changing the weight is another move; production is untouched.
-    assert deployments.start_canary(NAME, "2", 50, reason="rollout 50%").canary_percent == 50
+    assert roles.start_canary(NAME, "2", 50, reason="rollout 50%").canary_percent == 50
     assert two_versions.aliases(NAME)["production"] == "1"
 
 
 def test_promoting_the_canary_finishes_it_and_rollback_ends_it(two_versions: Registry) -> None:
-    deployments = Deployments(two_versions)
-    deployments.start_canary(NAME, "2", 25, reason="canary")
-    assert deployments.end_canary(NAME, reason="rollback") == "2"
-    assert deployments.read(NAME).canary is None
+    roles = RoleAliases(two_versions)
+    roles.start_canary(NAME, "2", 25, reason="canary")
+    assert roles.end_canary(NAME, reason="rollback") == "2"
+    assert roles.read(NAME).canary is None
     assert two_versions.aliases(NAME)["production"] == "1"
-    assert deployments.end_canary(NAME, reason="rollback") is None  # nothing to end
+    assert roles.end_canary(NAME, reason="rollback") is None  # nothing to end
 
-    deployments.start_canary(NAME, "2", 25, reason="canary")
-    assert deployments.promote(NAME, "2") == "1"
-    state = deployments.read(NAME)
+    roles.start_canary(NAME, "2", 25, reason="canary")
+    assert roles.promote(NAME, "2") == "1"
+    state = roles.read(NAME)
     assert (state.production, state.canary) == ("2", None)
     reasons = [(e["alias"], e["reason"]) for e in two_versions.alias_history(NAME)[-2:]]
     assert reasons == [("canary", "canary-finished"), ("production", "promote")]
@@ -57,29 +57,29 @@ def test_promoting_the_canary_finishes_it_and_rollback_ends_it(two_versions: Reg
 
 
 def test_a_shadow_is_set_and_stopped(two_versions: Registry) -> None:
-    deployments = Deployments(two_versions)
-    assert deployments.set_shadow(NAME, "2") is None
-    assert deployments.read(NAME).shadow == "2"
-    assert deployments.set_shadow(NAME, None) == "2"
-    assert deployments.read(NAME).shadow is None
+    roles = RoleAliases(two_versions)
+    assert roles.set_shadow(NAME, "2") is None
+    assert roles.read(NAME).shadow == "2"
+    assert roles.set_shadow(NAME, None) == "2"
+    assert roles.read(NAME).shadow is None
     assert two_versions.alias_history(NAME)[-1]["reason"] == "shadow"
 
 
 @pytest.mark.parametrize("percent", [0, -5, 100.5])
 def test_a_weight_outside_0_100_is_refused(two_versions: Registry, percent: float) -> None:
     with pytest.raises(ValueError, match="percentage"):
-        Deployments(two_versions).start_canary(NAME, "2", percent, reason="canary")
+        RoleAliases(two_versions).start_canary(NAME, "2", percent, reason="canary")
 
 
 def test_production_cannot_be_its_own_canary_or_shadow(two_versions: Registry) -> None:
-    deployments = Deployments(two_versions)
+    roles = RoleAliases(two_versions)
     with pytest.raises(RegistryError, match="already production"):
-        deployments.start_canary(NAME, "1", 10, reason="canary")
+        roles.start_canary(NAME, "1", 10, reason="canary")
     with pytest.raises(RegistryError, match="production already"):
-        deployments.set_shadow(NAME, "1")
+        roles.set_shadow(NAME, "1")
     with pytest.raises(ModelNotFoundError):
-        deployments.start_canary(NAME, "9", 10, reason="canary")
-    assert deployments.read(NAME).canary is None
+        roles.start_canary(NAME, "9", 10, reason="canary")
+    assert roles.read(NAME).canary is None
 
 
 def test_an_old_aliases_file_reads_as_no_canary() -> None:

@@ -1,4 +1,5 @@
-"""The one table of evaluation metrics: what each applies to, its direction, how to compute it.
+"""Model-quality scores (accuracy, F1, RMSE, ...): the one table of evaluation metrics, what each
+applies to, its direction, how to compute it. (Prometheus metrics are `app.metrics`.)
 
 Spec validation (known names), the gate (``>=`` or ``<=``), the champion/challenger table,
 cross-validation (scikit-learn scorer names) and held-out scoring all read this table, so a

@@ -23,7 +23,7 @@ ROLES = (PRODUCTION, CANARY, SHADOW)
 
 
 @dataclass(frozen=True)
-class Deployment:
+class Roles:
     production: str | None
     canary: str | None
     canary_percent: float
@@ -35,13 +35,13 @@ class Deployment:
         return self.canary_percent / 100 if self.canary is not None else 0.0
 
 
-def from_doc(doc: dict[str, Any]) -> Deployment:
-    """The deployment an aliases document describes (pure; no registry needed)."""
+def from_doc(doc: dict[str, Any]) -> Roles:
+    """The roles an aliases document gives (pure; no registry needed)."""
     aliases = doc.get("aliases", {})
     canary = aliases.get(CANARY)
     percent = float(doc.get("weights", {}).get(CANARY, 0.0)) if canary is not None else 0.0
     shadow = aliases.get(SHADOW)
-    return Deployment(
+    return Roles(
         production=None if aliases.get(PRODUCTION) is None else str(aliases[PRODUCTION]),
         canary=None if canary is None else str(canary),
         canary_percent=percent,
@@ -72,16 +72,16 @@ def check_percent(percent: float) -> float:
     return float(percent)
 
 
-class Deployments:
+class RoleAliases:
     """Canary and shadow moves on one registry, each under the model's writer lock."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def read(self, name: str) -> Deployment:
+    def read(self, name: str) -> Roles:
         return from_doc(self._doc(name))
 
-    def start_canary(self, name: str, version: str, percent: float, *, reason: str) -> Deployment:
+    def start_canary(self, name: str, version: str, percent: float, *, reason: str) -> Roles:
         """Send ``percent`` % of production's requests to ``version`` (or change the weight)."""
         percent = check_percent(percent)
         with self.registry.lock(name):
