@@ -225,6 +225,8 @@ def build_stand_ins() -> list[str]:
             text=True,
             timeout=900,
         )
+        assert debootstrap.stdout is not None
+        debootstrap.stdout.close()  # an import that failed early: mmdebstrap's write fails, it ends
         if debootstrap.wait(60) != 0 or imported.returncode != 0:
             raise RuntimeError(f"stand-in {stand_in.tag} failed: {imported.stderr.strip()}")
         done.append(f"{stand_in.tag}: built from Debian in {time.monotonic() - start:.0f} s")
