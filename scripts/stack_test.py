@@ -3,12 +3,16 @@
 Phases (each timed): engine (packages, dockerd, compose plugin), stand-in base images, the
 image from the Dockerfile unmodified, the container alone (read-only, HEALTHCHECK healthy,
 a correct prediction), then the compose stack without Grafana (not packaged, no image
-reachable), brought up while a program outside Docker holds 127.0.0.1:8000: the edge's logged
-port answers the artifact's prediction, three replicas in Prometheus with the rules loaded and
-fresh connections to the one host port reaching more than one of them, demo traffic filling
-the accuracy and PSI series, ModelserveDown reaching alert-webhook, a restarted edge keeping
-its port, a restart of the replicas that loses no acknowledged feedback, and
-``docker compose down -v``. Everything it creates carries
+reachable): ``haproxy -c`` on the balancer's config; with 127.0.0.1:8000 held by a program
+outside Docker, ``compose up`` failing with the engine's error, then up on
+``MODELSERVE_HOST_PORT`` (a free port) with the artifact's prediction through HAProxy, which
+runs as non-root; three replicas UP in HAProxy and in Prometheus (each replica's ``up`` and
+the ``haproxy`` job's), 300 fresh connections reaching all three; one replica stopped under
+c=8 load costing at most the requests in flight and taken out by HAProxy within its
+health-check interval; demo traffic filling the accuracy and PSI series, ModelserveDown
+reaching alert-webhook, a restarted balancer finding the replicas again by DNS, a restart of
+the replicas that loses no acknowledged feedback, and ``docker compose down -v``. Everything it
+creates carries
 the label ``org.modelserve.stack-test`` or the project name ``modelserve-stack-test``, and only
 that is removed. Exit 0 on success or on a skip (the reason printed first), 1 on a failure.
 Run: ``python -m scripts.stack_test [--keep-engine]``.
@@ -135,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         phase("image", build_image)
         phase("container alone", check_container)
         with stack.Stack(IMAGE) as up:
-            phase("compose up (all but Grafana)", up.up)
-            phase("port 8000 held: the API on the edge's port", up.check_port_taken)
-            phase("scale modelserve=3: Prometheus, rules, one port", up.check_scaled)
+            phase("port 8000 held: compose up fails with the engine's error", up.check_port_taken)
+            phase("compose up (all but Grafana) on MODELSERVE_HOST_PORT", up.up)
+            phase("scale modelserve=3: HAProxy, Prometheus, all three reached", up.check_scaled)
+            phase("a replica stopped under c=8 load", up.check_stop)
             phase("demo profile: accuracy and PSI series", up.check_demo)
             phase("ModelserveDown reaches alert-webhook", up.check_alert)
-            phase("edge restart keeps the port", up.check_edge_restart)
+            phase("balancer restart finds the replicas by DNS", up.check_balancer_restart)
             phase("restart loses no acknowledged feedback", up.check_restart)
             phase("compose down -v", up.down)
     except (AssertionError, RuntimeError, subprocess.SubprocessError, httpx.HTTPError) as exc:

@@ -1,31 +1,36 @@
 """The compose stack checks of ``make stack-test`` (project ``modelserve-stack-test``).
 
 The committed docker-compose.yml and configs are used as they are; an override file only moves
-Prometheus' and Alertmanager's host ports to free ones, so a Prometheus already on 9090 does not
-collide with the test. The API's host port is the one the ``edge`` service names in its log
-(the first free one of 8000-8009; the test holds 8000 with a program outside Docker).
+Prometheus', Alertmanager's and HAProxy's stats host ports to free ones, so a Prometheus already
+on 9090 does not collide with the test (the balancer's API port is the committed line, copied).
+The API's host port is the documented setting: with 127.0.0.1:8000 held by a program outside
+Docker, ``docker compose up`` fails with the engine's error, and ``MODELSERVE_HOST_PORT`` set to
+a free port brings it up there.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+import yaml
 
-from scripts.stack_test_engine import ROOT, example_and_truth, run, wait_until
+from scripts import stack_test_balancer as balancer
+from scripts.stack_test_engine import LABEL, ROOT, example_and_truth, run, wait_until
 from tests.helpers.support import free_port
 
 PROJECT = "modelserve-stack-test"
-SERVICES = ("edge", "modelserve", "prometheus", "alertmanager", "alert-webhook")
-ANNOUNCED = re.compile(r"modelserve API on http://127\.0\.0\.1:(\d+)(?: \((.*)\))?$", re.M)
+SERVICES = ("balancer", "modelserve", "prometheus", "alertmanager", "alert-webhook")
+HAPROXY_CFG = "/usr/local/etc/haproxy/haproxy.cfg"
 # A replica's own count of GET /health/live (nothing else asks it; the healthcheck asks
 # /health/ready), from inside its container: its :8000 is not on the host.
 COUNT_LIVE = (
@@ -33,14 +38,24 @@ COUNT_LIVE = (
     ".read().decode(); print(sum(float(line.rsplit(' ', 1)[1]) for line in t.splitlines()"
     " if line.startswith('http_requests_total{') and 'handler=\"/health/live\"' in line))"
 )
-FRESH_CONNECTIONS = 60
+FRESH_CONNECTIONS = 300
 OVERRIDE = """\
 services:
   prometheus:
     ports: !override ["127.0.0.1:{prometheus}:9090"]
   alertmanager:
     ports: !override ["127.0.0.1:{alertmanager}:9093"]
+  balancer:
+    ports: !override {balancer}
 """
+
+
+def _balancer_ports(stats: int) -> str:
+    """The committed balancer ports, its API line unchanged, the stats port moved."""
+    committed = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    ports = [str(p) for p in committed["services"]["balancer"]["ports"]]
+    (api,) = [p for p in ports if p.endswith(":8000")]
+    return json.dumps([api, f"127.0.0.1:{stats}:8404"])
 
 
 class Stack:
@@ -48,12 +63,19 @@ class Stack:
         self.image = image
         self.tmp = Path(tempfile.mkdtemp(prefix="stack-test-"))
         self.prometheus_port, self.alertmanager_port = free_port(), free_port()
+        self.stats_port = free_port()
         (self.tmp / "override.yml").write_text(
-            OVERRIDE.format(prometheus=self.prometheus_port, alertmanager=self.alertmanager_port)
+            OVERRIDE.format(
+                prometheus=self.prometheus_port,
+                alertmanager=self.alertmanager_port,
+                balancer=_balancer_ports(self.stats_port),
+            )
         )
         self.env = {**os.environ, "MODELSERVE_IMAGE": image, "COMPOSE_PROJECT_NAME": PROJECT}
-        for chosen in ("MODELSERVE_HOST_PORTS", "MODELSERVE_HOST_IP"):  # the defaults, tested
+        for chosen in ("MODELSERVE_HOST_PORT", "MODELSERVE_HOST_IP"):  # the defaults, tested
             self.env.pop(chosen, None)
+        self.host_port = 8000
+        self.stats_url = f"http://127.0.0.1:{self.stats_port}/stats"
         self.holder: socket.socket | None = None
         self.is_up = False
 
@@ -108,22 +130,17 @@ class Stack:
             check=check,
         )
 
-    def announced(self) -> tuple[int, str]:
-        """The edge's last "modelserve API on ..." line: the port and why that one."""
-        logs = self.compose("logs", "--no-log-prefix", "edge").stdout
-        found = ANNOUNCED.findall(logs)
-        assert found, f"no port named in the edge's log:\n{logs[-2000:]}"
-        port, why = found[-1]
-        return int(port), why
-
     def api_ports(self) -> list[int]:
-        return [self.announced()[0]]
+        return [self.host_port]
+
+    def replicas(self) -> list[str]:
+        return self.compose("ps", "-q", "modelserve").stdout.split()
 
     def replica_live_counts(self) -> dict[str, float]:
         """Each replica's count of GET /health/live, from its own /metrics."""
         return {
             cid[:12]: float(run("docker", "exec", cid, "python", "-c", COUNT_LIVE).stdout)
-            for cid in self.compose("ps", "-q", "modelserve").stdout.split()
+            for cid in self.replicas()
         }
 
     def prom(self, path: str, **params: str) -> Any:
@@ -135,66 +152,89 @@ class Stack:
         return result
 
     # ---- checks ----
-    def up(self) -> str:
-        """Compose up with 127.0.0.1:8000 held by a program outside Docker (if it is free)."""
-        self.holder = _hold(8000)
-        self.up_services()  # issue #15: this failed with "address already in use"
-        return f"up and healthy: {', '.join(SERVICES)}"
-
     def check_port_taken(self) -> list[str]:
-        port, why = self.announced()
-        assert 8000 < port <= 8009, (port, why)
-        assert "in use" in why and "8000" in re.findall(r"\d+", why), why  # "8000 was in use"
-        example, truth = example_and_truth()
-        url = f"http://127.0.0.1:{port}"
-        body = httpx.post(f"{url}/predict", json={"instances": [example]}, timeout=10).json()
-        assert body["predictions"] == truth, body
-        asked = self.compose("exec", "-T", "edge", "python", "-m", "app.tools.edge", "--check")
-        assert asked.stdout.strip() == f"modelserve API on {url}", asked.stdout
+        """The config passes ``haproxy -c`` in the image; with 127.0.0.1:8000 held by a program
+        outside Docker (if it is free), ``compose up`` fails with the engine's own error."""
+        checked = run(
+            "docker", "run", "--rm", "--label", f"{LABEL}=1",
+            "-v", f"{ROOT / 'deploy/haproxy/haproxy.cfg'}:{HAPROXY_CFG}:ro",
+            "haproxy:2.6", "haproxy", "-c", "-f", HAPROXY_CFG,
+        )  # fmt: skip
+        assert "Configuration file is valid" in checked.stdout + checked.stderr, checked
+        self.holder = _hold(8000)
+        refused = self.up_services(check=False, services=("balancer",))
+        error = refused.stderr.strip().splitlines()[-1] if refused.stderr.strip() else ""
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        assert "8000" in error and any(
+            why in error for why in ("address already in use", "port is already allocated")
+        ), refused.stderr
         held = "held by this test" if self.holder else "already held by another program"
         return [
-            f"edge log: modelserve API on {url} ({why}); 8000 {held}",
-            f"/predict on {port}: {truth}; `edge --check` names the same URL",
+            f"haproxy -c {HAPROXY_CFG}: valid",
+            f"127.0.0.1:8000 {held}: compose up failed: ...{error[-110:]}",
+        ]
+
+    def up(self) -> list[str]:
+        """The documented way out: ``MODELSERVE_HOST_PORT=<free port> docker compose up -d``."""
+        self.host_port = free_port()
+        self.env["MODELSERVE_HOST_PORT"] = str(self.host_port)
+        self.up_services()  # the balancer, recreated on the new port, and the rest
+        balancer.wait_up(self.stats_url, 1, 60)
+        example, truth = example_and_truth()
+        url = f"http://127.0.0.1:{self.host_port}"
+        body = httpx.post(f"{url}/predict", json={"instances": [example]}, timeout=10).json()
+        assert body["predictions"] == truth, body
+        (cid,) = self.compose("ps", "-q", "balancer").stdout.split()
+        pid = run("docker", "inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+        uid = next(
+            line.split()[1]
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        assert uid != "0", f"haproxy runs as root in {cid[:12]}"
+        return [
+            f"up (healthy where a service has a check): {', '.join(SERVICES)}",
+            f"MODELSERVE_HOST_PORT={self.host_port}: /predict on {url} through HAProxy: {truth}",
+            f"haproxy runs as uid {uid}; its stats on 127.0.0.1:{self.stats_port}",
         ]
 
     def check_scaled(self) -> list[str]:
         self.up_services("--scale", "modelserve=3", "--no-recreate")
+        found = balancer.wait_up(self.stats_url, 3, 60)
+        ips = {balancer.container_ip(cid) for cid in self.replicas()}
+        assert set(found) == ips, (found, ips)
 
-        def three_up() -> list[str]:
+        def all_up() -> list[str]:
             targets = self.prom("/api/v1/targets")["activeTargets"]
-            up = [
+            replicas = [
                 t["scrapeUrl"]
                 for t in targets
                 if t["labels"]["job"] == "modelserve" and t["health"] == "up"
             ]
-            return up if len(up) == 3 else []
+            up = {
+                r["metric"]["instance"]: r["value"][1] for r in self.query('up{job="modelserve"}')
+            }
+            haproxy = self.query('up{job="haproxy"} == 1')
+            active = self.query('haproxy_backend_active_servers{proxy="modelserve"} == 3')
+            ready = len(replicas) == 3 and set(up.values()) == {"1"} and len(up) == 3
+            return replicas if ready and haproxy and active else []
 
-        up = wait_until("three modelserve targets up in Prometheus", three_up, 150)
+        up = wait_until(
+            "three modelserve targets up, and HAProxy's with 3 active servers", all_up, 150
+        )
         groups = self.prom("/api/v1/rules")["groups"]
         rules = [r["name"] for g in groups for r in g["rules"]]
         assert "ModelserveDown" in rules and "model_version:modelserve_accuracy:ratio1h" in rules
         return [
-            f"targets up: {', '.join(up)}",
+            f"HAProxy's servers UP: {', '.join(f'{n} {ip}' for ip, n in sorted(found.items()))}",
+            f'Prometheus: up == 1 for {", ".join(up)}; up{{job="haproxy"}} == 1 and '
+            'haproxy_backend_active_servers{proxy="modelserve"} == 3',
             f"{len(groups)} rule groups, {len(rules)} rules",
             self.spread(),
-            self.replica_ports(),
         ]
 
-    def replica_ports(self) -> str:
-        """Each replica's own loopback port (where Docker Desktop cannot share the host's
-        network with the edge) answers too: `docker compose port --index N modelserve 8000`."""
-        found = []
-        for index in (1, 2, 3):
-            address = self.compose("port", "--index", str(index), "modelserve", "8000").stdout
-            host, _, port = address.strip().rpartition(":")
-            assert host == "127.0.0.1", address
-            answer = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
-            assert answer.status_code == 200, (address, answer.text)
-            found.append(port)
-        return f"each replica also on its own loopback port: {', '.join(found)}"
-
     def spread(self) -> str:
-        """Requests over fresh connections to the one host port reach more than one replica."""
+        """Requests over fresh connections to the one host port reach every replica."""
         (port,) = self.api_ports()
         before = self.replica_live_counts()
         for _ in range(FRESH_CONNECTIONS):
@@ -203,9 +243,28 @@ class Stack:
         after = self.replica_live_counts()
         served = {cid: after[cid] - before.get(cid, 0.0) for cid in after}
         assert len(served) == 3 and sum(served.values()) == FRESH_CONNECTIONS, served
-        assert sum(1 for n in served.values() if n > 0) > 1, served
+        assert all(n > 0 for n in served.values()), served
         counts = ", ".join(f"{cid} {n:.0f}" for cid, n in sorted(served.items()))
         return f"{FRESH_CONNECTIONS} requests on 127.0.0.1:{port}, one per connection: {counts}"
+
+    def check_stop(self) -> list[str]:
+        """One replica stopped (SIGTERM) under load: see ``stack_test_balancer``; then it is
+        started again and HAProxy puts it back in the rotation."""
+        victim = self.replicas()[0]
+        example, _ = example_and_truth()
+        lines = balancer.stop_under_load(
+            f"http://127.0.0.1:{self.host_port}",
+            self.stats_url,
+            victim,
+            {"instances": [example]},
+        )
+        started = time.monotonic()
+        run("docker", "start", victim)
+        back = balancer.wait_up(self.stats_url, 3, 120)
+        assert balancer.container_ip(victim) in back, back
+        lines.append(f"started again: UP in HAProxy after {time.monotonic() - started:.1f} s")
+        self.up_services("--scale", "modelserve=3", "--no-recreate")
+        return lines
 
     def check_demo(self) -> list[str]:
         # --scale: `up simulate` converges its dependency modelserve too, back to one replica
@@ -221,7 +280,7 @@ class Stack:
             "modelserve=3",
             "simulate",
         )
-        assert len(self.compose("ps", "-q", "modelserve").stdout.split()) == 3
+        assert len(self.replicas()) == 3
         acc = wait_until(
             "accuracy series", lambda: self.query("model_version:modelserve_accuracy:ratio1h"), 180
         )
@@ -232,10 +291,11 @@ class Stack:
         assert 0.8 <= value <= 1.0, acc
         return [f"accuracy {value:.3f}", f"{len(psi)} PSI series"]
 
-    def check_alert(self) -> str:
-        victim = self.compose("ps", "-q", "modelserve").stdout.split()[0]
+    def check_alert(self) -> list[str]:
+        victim = self.replicas()[0]
         run("docker", "pause", victim)
         try:
+            down = balancer.down_after_pause(self.stats_url, victim)
 
             def delivered() -> bool:
                 logs = self.compose("logs", "--no-log-prefix", "alert-webhook").stdout
@@ -244,35 +304,41 @@ class Stack:
             wait_until("ModelserveDown notification at alert-webhook", delivered, 240, every=5)
         finally:
             run("docker", "unpause", victim)
-        return f"paused {victim[:12]}: ModelserveDown firing delivered to alert-webhook"
+        return [
+            f"paused {victim[:12]}: {down} (bound {balancer.DOWN_WITHIN_S} s)",
+            "ModelserveDown firing delivered to alert-webhook",
+        ]
 
-    def check_edge_restart(self) -> list[str]:
-        """A restarted edge takes the replicas' socket back: same port, still answering."""
-        (port,) = self.api_ports()
-        self.compose("restart", "edge", timeout=120)
-        self.up_services(services=("edge",))  # waits for its healthcheck
-        again, why = self.announced()
-        assert again == port and "kept over this restart" in why, (port, again, why)
+    def check_balancer_restart(self) -> list[str]:
+        """A restarted HAProxy starts with empty slots (``init-addr none``) and finds the three
+        replicas again through Docker's DNS; the port answers as before."""
+        started = time.monotonic()
+        self.compose("restart", "balancer", timeout=120)
+        found = balancer.wait_up(self.stats_url, 3, 60)
+        took = time.monotonic() - started
         example, truth = example_and_truth()
         body = httpx.post(
-            f"http://127.0.0.1:{port}/predict", json={"instances": [example]}, timeout=10
+            f"http://127.0.0.1:{self.host_port}/predict", json={"instances": [example]}, timeout=10
         ).json()
         assert body["predictions"] == truth, body
-        return [f"edge log after the restart: port {again} ({why})", f"/predict {truth}"]
+        return [
+            f"restarted; {len(found)} servers UP again {took:.1f} s after the restart began",
+            f"/predict on {self.host_port}: {truth}",
+        ]
 
     def check_restart(self) -> list[str]:
         from scripts.stack_test_feedback import feedback_through_restart
 
-        before = set(self.compose("ps", "-q", "modelserve").stdout.split())
+        before = set(self.replicas())
 
         def restart() -> None:
             self.compose("restart", "modelserve", timeout=180)
 
         lines = feedback_through_restart(self.api_ports, restart)
         self.up_services("--scale", "modelserve=3", "--no-recreate")  # all three healthy again
-        assert set(self.compose("ps", "-q", "modelserve").stdout.split()) == before
-        # The same three containers, restarted: they fetched the socket again, from the edge
-        # that was itself restarted.
+        assert set(self.replicas()) == before
+        # The same three containers, restarted: HAProxy has them UP again, spread as before.
+        balancer.wait_up(self.stats_url, 3, 60)
         lines.append(self.spread())
         return lines
 

@@ -87,6 +87,19 @@ STAND_INS = (
         ),
         (_owned_dir("/alertmanager"),),
     ),
+    # As the official image: config at /usr/local/etc/haproxy/haproxy.cfg (mounted), run as
+    # the package's non-root user `haproxy`. (Its STOPSIGNAL SIGUSR1 cannot be set by `docker
+    # import`; docker-compose.yml names it.) Debian's haproxy 2.6 has the Prometheus exporter.
+    StandIn(
+        "haproxy:2.6",
+        ("haproxy",),
+        (
+            "USER haproxy",
+            "WORKDIR /var/lib/haproxy",
+            'CMD ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+        ),
+        ('mkdir -p "$1"/usr/local/etc/haproxy',),
+    ),
 )
 
 

@@ -4,9 +4,10 @@ Predictions are made on the replicas first; their labels are then sent one by on
 replicas restart, to whichever replica answers. Afterwards every label that got a 200 must be
 in the shared prediction log: sending it again answers 409 ``duplicate_feedback``.
 
-The compose edge keeps the host port listening while no replica runs, so a label sent then
-waits in the kernel's queue; if the client gave up on it meanwhile, a replica may still store
-it when it starts, and the retry answers 409: that label was stored, and counts as such.
+While no replica is UP, the balancer answers 503 at once (no replica read the label, it is sent
+again). A label whose answer the client gave up on (5 s), or that the balancer answered 502 or
+504 for, may still have been stored by a replica, and its retry then answers 409: that label was
+stored, and counts as such.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import httpx
 from scripts.stack_test_engine import ROOT
 
 PREDICTIONS = 300
+# The balancer's own answers when a replica it had sent the label to gave none (502) or not in
+# time (504): the replica may have stored it all the same, as for a label with no answer.
+GATEWAY_ERRORS = (502, 504)
 
 
 def _example() -> list[float]:
@@ -67,7 +71,7 @@ def feedback_through_restart(
         if resp is None or resp.status_code >= 500:
             key = "no answer" if resp is None else str(resp.status_code)
             refused[key] = refused.get(key, 0) + 1
-            if resp is None:
+            if resp is None or resp.status_code in GATEWAY_ERRORS:
                 unanswered.add(pid)
             time.sleep(0.2)
             ports = ports_of() or ports

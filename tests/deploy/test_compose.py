@@ -1,8 +1,9 @@
 """The compose stack as Docker would see it (``docker-compose config``, no engine needed).
 
-Every mounted file exists; Prometheus finds modelserve replicas by DNS; the edge lends the one
-host port to every replica; Grafana is provisioned with the dashboard the monitoring tests
-check; the demo simulator's command really runs.
+Every mounted file exists; Prometheus finds modelserve replicas by DNS; HAProxy (the
+``balancer``) publishes the one host port and finds the replicas by DNS too; Grafana is
+provisioned with the dashboard the monitoring tests check; the demo simulator's command really
+runs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from tests.helpers.support import ROOT, copy_registry
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
 
 
-@pytest.fixture(scope="module")
-def stack() -> dict[str, Any]:
+def compose_config(**env: str) -> dict[str, Any]:
     """The normalised compose model, demo profile included (paths absolute, env interpolated)."""
     done = subprocess.run(
         [COMPOSE, "--profile", "demo", "config", "--format", "json"],
@@ -32,11 +32,16 @@ def stack() -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin"},  # no MODELSERVE_*/GRAFANA_* from the caller's shell
+        env={"PATH": "/usr/bin:/bin", **env},  # no MODELSERVE_*/GRAFANA_* from the caller's shell
     )
     assert done.returncode == 0, done.stderr
     model: dict[str, Any] = json.loads(done.stdout)
     return model
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    return compose_config()
 
 
 def service(stack: dict[str, Any], name: str) -> dict[str, Any]:
@@ -74,7 +79,7 @@ def test_every_bind_mount_exists_in_the_repo(stack: dict[str, Any]) -> None:
         assert source.is_relative_to(ROOT), f"{name}: {source} is outside the repo"
         assert source.exists(), f"{name} mounts {source}, which does not exist"
         # A file mounted onto a file path (e.g. prometheus.yml) must be a file, not a directory.
-        expects_file = PurePosixPath(mount["target"]).suffix in {".yml", ".yaml"}
+        expects_file = PurePosixPath(mount["target"]).suffix in {".yml", ".yaml", ".cfg"}
         assert source.is_file() == expects_file, f"{name}: {source} vs {mount['target']}"
         assert mount.get("read_only") is True, f"{name}: config mounts are read-only"
 
@@ -139,12 +144,8 @@ def test_grafana_provisioning_points_at_the_repo_dashboard(stack: dict[str, Any]
 def test_modelserve_scales_and_runs_read_only(stack: dict[str, Any]) -> None:
     svc = service(stack, "modelserve")
     assert "container_name" not in svc
-    # Issue #15: a published port (or range) fails on Docker 20.10 when a program outside
-    # Docker holds it; the edge's socket is the host port, and any number of replicas share it.
-    # Only a loopback port Docker picks itself (it retries those when a program holds one).
-    assert svc.get("ports"), "a way in where the edge cannot use the host's network"
-    for port in svc["ports"]:
-        assert port["host_ip"] == "127.0.0.1" and not port.get("published"), port
+    # The balancer publishes the host port; a replica publishing one could not be scaled.
+    assert not svc.get("ports"), "the way in is the balancer"
     assert svc["read_only"] is True
     image = load(ROOT / "Dockerfile", {})
     assert any(t.split(":")[0] == "/tmp" for t in svc["tmpfs"])
@@ -169,29 +170,83 @@ def test_images_are_pinned_and_dependencies_wait_for_health(stack: dict[str, Any
         assert volume in stack["volumes"]
 
 
-def test_the_edge_lends_the_host_port_to_every_replica(stack: dict[str, Any]) -> None:
-    """Host network (sees every program's ports), its own check, a volume both sides write."""
-    edge, replica = service(stack, "edge"), service(stack, "modelserve")
-    assert edge["network_mode"] == "host" and not edge.get("ports")
-    assert edge["environment"]["MODELSERVE_HOST_PORTS"] == "8000-8009"  # the default
-    assert edge["environment"]["MODELSERVE_HOST_IP"] == "127.0.0.1"
-    command = edge["command"]
-    assert command[:3] == ["python", "-m", "app.tools.edge"]
-    assert edge["healthcheck"]["test"] == ["CMD", *command, "--check"]
-    assert edge["read_only"] is True and edge["restart"] == "unless-stopped"
-    assert "user" not in edge  # the image's uid 10001, as the replicas
-    assert replica["depends_on"]["edge"]["condition"] == "service_healthy"
+def haproxy_sections(text: str) -> dict[str, list[list[str]]]:
+    """``haproxy.cfg`` as {"backend modelserve": [["balance", "leastconn"], ...], ...}."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(" ".join(line.split()), [])
+        else:
+            current.append(line.split())
+    return sections
 
-    path = PurePosixPath(edge["environment"]["MODELSERVE_HANDOFF_SOCKET"])
-    assert replica["environment"]["MODELSERVE_HANDOFF_SOCKET"] == str(path)
-    mounts = [{m["target"]: m for m in svc["volumes"]}[str(path.parent)] for svc in (edge, replica)]
-    assert {(m["type"], m["source"]) for m in mounts} == {("volume", "handoff")}
-    assert not any(m.get("read_only") for m in mounts)
-    # The image owns that directory for uid 10001, so a fresh named volume inherits it.
-    final = stages((ROOT / "Dockerfile").read_text())[-1]
-    runs = " ".join(i.args for i in final.instructions if i.keyword == "RUN")
-    assert f"chown modelserve:modelserve /app/data {path.parent}" in runs
-    assert load(ROOT / "Dockerfile", {}).user == "10001:10001"
+
+def directive(section: list[list[str]], *head: str) -> list[str]:
+    """The one line of ``section`` that starts with ``head`` (its words after it)."""
+    found = [words[len(head) :] for words in section if tuple(words[: len(head)]) == head]
+    assert len(found) == 1, (head, found)
+    return found[0]
+
+
+def test_the_balancer_publishes_the_host_port_and_finds_replicas_by_dns(
+    stack: dict[str, Any],
+) -> None:
+    """One host port (MODELSERVE_HOST_PORT on MODELSERVE_HOST_IP) into HAProxy, which finds
+    every replica through Docker's DNS and checks it on /health/ready; no handoff left."""
+    balancer = service(stack, "balancer")
+    repo, _, tag = balancer["image"].rpartition(":")
+    assert repo == "haproxy" and tag.startswith("2.6"), balancer["image"]
+    api, stats_port = sorted(balancer["ports"], key=lambda p: int(p["target"]))
+    assert (api["host_ip"], api["published"], api["target"]) == ("127.0.0.1", "8000", 8000)
+    assert (stats_port["host_ip"], stats_port["target"]) == ("127.0.0.1", 8404)
+    moved = service(
+        compose_config(MODELSERVE_HOST_PORT="8080", MODELSERVE_HOST_IP="0.0.0.0"), "balancer"
+    )
+    assert {(p["host_ip"], p["published"]) for p in moved["ports"] if p["target"] == 8000} == {
+        ("0.0.0.0", "8080")
+    }
+    assert balancer["read_only"] is True and "user" not in balancer  # the image's user, not root
+    assert "network_mode" not in balancer and "depends_on" not in balancer
+
+    cfg = host_path(balancer, "/usr/local/etc/haproxy/haproxy.cfg")
+    sections = haproxy_sections(cfg.read_text())
+    assert directive(sections["frontend api"], "bind") == [":8000"]
+    backend = sections["backend modelserve"]
+    assert directive(sections["frontend api"], "default_backend") == ["modelserve"]
+    image_port = load(ROOT / "Dockerfile", {}).env["MODELSERVE_PORT"]
+    name, count, address = directive(backend, "server-template")
+    assert address == f"modelserve:{image_port}" and int(count) >= 3, (name, count, address)
+    defaults = directive(backend, "default-server")
+    for word in ("check", "resolvers", "init-addr"):
+        assert word in defaults, defaults
+    resolvers = defaults[defaults.index("resolvers") + 1]
+    assert directive(sections[f"resolvers {resolvers}"], "nameserver")[1] == "127.0.0.11:53"
+    assert directive(backend, "option", "httpchk") == []
+    check = directive(backend, "http-check", "send")
+    assert check[check.index("uri") + 1] == "/health/ready"
+    assert directive(backend, "http-check", "expect") == ["status", "200"]
+    assert set(directive(backend, "retry-on")) <= {"conn-failure", "empty-response"}
+
+    # Prometheus scrapes HAProxy's exporter on its stats frontend, by service name.
+    stats = sections["frontend stats"]
+    assert directive(stats, "bind") == [f":{stats_port['target']}"]
+    assert "prometheus-exporter" in directive(stats, "http-request", "use-service")
+    prometheus = service(stack, "prometheus")
+    flags = dict(arg.split("=", 1) for arg in prometheus["command"] if "=" in arg)
+    config = yaml.safe_load(host_path(prometheus, flags["--config.file"]).read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "haproxy"]
+    assert job["static_configs"][0]["targets"] == [f"balancer:{stats_port['target']}"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+    # What the socket handoff needed is gone.
+    assert "handoff" not in stack.get("volumes", {}) and "edge" not in stack["services"]
+    for name, svc in stack["services"].items():
+        assert svc.get("network_mode") != "host", name
+        assert not any(k.startswith("MODELSERVE_HANDOFF") for k in svc.get("environment", {}))
 
 
 @pytest.mark.e2e
