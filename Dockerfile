@@ -1,7 +1,6 @@
 # syntax=docker/dockerfile:1
 # modelserve image: a locked venv built in one stage, copied into a slim non-root runtime.
-# Works with a read-only root filesystem: only /tmp (tmpfs) and /app/data (volume) are written,
-# and in the compose stack /run/modelserve (the volume the host port's socket is handed over in).
+# Works with a read-only root filesystem: only /tmp (tmpfs) and /app/data (volume) are written.
 
 FROM python:3.11.14-slim-bookworm AS builder
 
@@ -43,10 +42,9 @@ RUN groupadd --system --gid 10001 modelserve \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # The baked default registry (read-only at run time); mount a volume on /app/models to serve
-# your own. /app/data and /run/modelserve (compose's handoff volume) are owned by the service
-# user so a fresh named volume inherits that.
+# your own. /app/data is owned by the service user so a fresh named volume inherits that.
 COPY models /app/models
-RUN mkdir -p /app/data /run/modelserve && chown modelserve:modelserve /app/data /run/modelserve
+RUN mkdir -p /app/data && chown modelserve:modelserve /app/data
 
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \

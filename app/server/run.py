@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
 
 from app.config import Settings
-from app.logs import configure_logging
-from app.server import handoff
-from app.server.handoff import HANDOFF_ENV
 
 APP = "app.main:create_app"
-log = logging.getLogger(__name__)
 
 
 def prepare_multiprocess_dir(workers: int) -> None:
@@ -55,37 +47,6 @@ def _options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _serve_with_handoff(settings: Settings, handoff_path: str) -> None:
-    """Serve ``host:port`` and the listening socket lent at ``handoff_path`` (the compose edge).
-
-    What ``uvicorn.run`` does for one socket, with two: the supervisor (``Multiprocess``) hands
-    both to every worker. The lent socket is lent on again (``held-<hostname>.sock``) so an edge
-    that restarts takes the same one back.
-    """
-    configure_logging(settings.log_format, settings.log_level)
-    try:
-        lent = handoff.fetch_with_retry(handoff_path)
-    except handoff.HandoffError as exc:
-        raise SystemExit(f"modelserve: {exc}") from None
-    lender = handoff.Lender(lent, handoff.held_path(handoff_path))
-    try:
-        lender.start()
-        config = uvicorn.Config(APP, **_options(settings))
-        sockets = [config.bind_socket(), lent]
-        log.info("serving the host's %s too, lent by %s", handoff.describe(lent), handoff_path)
-        if config.workers > 1:
-            Multiprocess(config, sockets=sockets).run()
-            return
-        server = uvicorn.Server(config)
-        server.run(sockets=sockets)
-        if not server.started:
-            sys.exit(STARTUP_FAILURE)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        lender.close()
-
-
 def _stopped_by_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -95,8 +56,6 @@ def run_server(settings: Settings) -> None:
 
     Workers build their own application from the ``MODELSERVE_*`` environment, so whatever
     must reach them (CLI flags included) has to be in the environment before this is called.
-    With ``MODELSERVE_HANDOFF_SOCKET`` set (the compose stack), the host port's listening
-    socket is fetched from that UNIX socket and served as well (``app.server.handoff``).
     A per-run metrics directory (``$TMPDIR/modelserve-*``) is removed afterwards; any other
     is only emptied at start, since Prometheus would otherwise add up a previous run's files.
     """
@@ -105,12 +64,8 @@ def run_server(settings: Settings) -> None:
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop asked
     # for by the orchestrator is a clean exit (0), not death by signal (-15).
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
-    handoff_path = os.environ.get(HANDOFF_ENV)
     try:
-        if handoff_path:
-            _serve_with_handoff(settings, handoff_path)
-        else:
-            uvicorn.run(APP, **_options(settings))
+        uvicorn.run(APP, **_options(settings))
     finally:
         if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
             shutil.rmtree(multiproc_dir, ignore_errors=True)
