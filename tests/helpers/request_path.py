@@ -1,0 +1,84 @@
+"""Record the app modules one ``POST /predict`` executes, in a real server on a socket.
+
+Run as ``python -m tests.helpers.request_path REGISTRY``: a profile hook is installed in every
+thread before the app is imported (``sys.setprofile`` and ``threading.setprofile``), uvicorn
+serves ``create_app`` with the project's own options (uvloop, the header-deadline protocol) on a
+free loopback port in a thread, one warm-up request is answered, then the hook records the file
+of every Python function called in any thread while one more request is answered and its rows
+are written to the prediction log. Prints the modules, relative to the checkout, one per line,
+in the order each was first entered.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+APP = str(ROOT / "app") + "/"
+
+_recording = False
+_seen: dict[str, None] = {}
+
+
+def _profile(frame: FrameType, event: str, arg: Any) -> None:
+    if _recording and event == "call":
+        filename = frame.f_code.co_filename
+        if filename.startswith(APP) and filename not in _seen:
+            _seen[filename] = None
+
+
+def main(registry: str) -> None:
+    global _recording
+    sys.setprofile(_profile)
+    threading.setprofile(_profile)
+
+    import httpx
+    import uvicorn
+
+    from app.config import Settings
+    from app.main import create_app
+    from app.server.run import _options as uvicorn_options
+    from tests.helpers.support import free_port
+
+    settings = Settings(registry=Path(registry), port=free_port(), poll_interval_s=0)
+    app = create_app(settings)
+    options = uvicorn_options(settings)
+    options.pop("factory")
+    options.pop("workers")
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        services = app.state.services
+        name = settings.default_model
+        meta = services.registry.metadata(name, services.registry.resolve(name, "production"))
+        body = {"instances": [list(meta.example)]}
+        assert client.post("/predict", json=body).status_code == 200  # warm-up
+        services.prediction_log.flush(10.0)
+        _recording = True
+        response = client.post("/predict", json=body)
+        services.prediction_log.flush(10.0)
+        _recording = False
+    assert response.status_code == 200, response.text
+    server.should_exit = True
+    thread.join(30)
+    for filename in _seen:
+        print(Path(filename).relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
