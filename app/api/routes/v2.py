@@ -1,6 +1,6 @@
 """Open Inference Protocol v2 (the KServe / Triton / MLServer REST protocol).
 
-Inference goes through the same ``Inference.infer()`` as /predict: same batching, metrics and
+Inference makes the same calls on ``Inference`` as /predict: same batching, metrics and
 prediction log. A version pinned in the path is served only if the registry has it (loaded on
 demand). Errors use the protocol's shape, ``{"error": "<message>"}`` (``codecs.v2.render``).
 """
