@@ -29,7 +29,8 @@ def prepare_multiprocess_dir(workers: int) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelserve-metrics-")
 
 
-def _options(settings: Settings) -> dict[str, Any]:
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.run keyword arguments for these settings (also used to serve an app in-process)."""
     return {
         "factory": True,
         "host": settings.host,
@@ -65,7 +66,7 @@ def run_server(settings: Settings) -> None:
     # for by the orchestrator is a clean exit (0), not death by signal (-15).
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
     try:
-        uvicorn.run(APP, **_options(settings))
+        uvicorn.run(APP, **uvicorn_options(settings))
     finally:
         if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
             shutil.rmtree(multiproc_dir, ignore_errors=True)

@@ -42,7 +42,7 @@ def main(registry: str) -> None:
 
     from app.config import Settings
     from app.main import create_app
-    from app.server.run import _options as uvicorn_options
+    from app.server.run import uvicorn_options
     from tests.helpers.support import free_port
 
     settings = Settings(registry=Path(registry), port=free_port(), poll_interval_s=0)
