@@ -50,7 +50,7 @@ check-k8s: install  ## kubernetes-validate --strict on deploy/kubernetes, promto
 	$(BIN)/python scripts/check_k8s.py
 
 k8s-generate: install  ## regenerate the PrometheusRule and dashboard ConfigMap from their sources
-	$(BIN)/python scripts/gen_k8s.py
+	$(BIN)/python -m scripts.gen_k8s
 
 .PHONY: check-deploy
 check-deploy: install check-k8s  ## offline: compose config + schema, workflow/dependabot schemas, hadolint, actionlint, promtool/amtool on the mounted configs

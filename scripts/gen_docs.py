@@ -26,6 +26,8 @@ import typer
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from scripts.generated import write_or_check
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "reference"
 CONFIGURATION = REFERENCE / "configuration.md"
@@ -396,29 +398,11 @@ def generated() -> dict[Path, str]:
     return {path: render() for path, render in PAGES.items()}
 
 
-def _shown(path: Path) -> str:
-    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if committed pages are stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in generated().items():
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(_shown(path))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {_shown(path)}")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run: python -m scripts.gen_docs", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(generated(), args.check, "python -m scripts.gen_docs")
 
 
 if __name__ == "__main__":

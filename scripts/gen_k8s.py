@@ -6,7 +6,7 @@
   (a ConfigMap labelled ``grafana_dashboard: "1"`` for the Grafana sidecar)
 
 One source of truth: edit the rule files or the dashboard, then run
-``python scripts/gen_k8s.py``; ``--check`` exits 1 when the committed files are stale.
+``python -m scripts.gen_k8s``; ``--check`` exits 1 when the committed files are stale.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from scripts.generated import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "prometheus" / "rules"
@@ -106,20 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if committed files are stale")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in generated().items():
-        current = path.read_text() if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(str(path.relative_to(ROOT)))
-        else:
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run: python scripts/gen_k8s.py", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(generated(), args.check, "python -m scripts.gen_k8s")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from scripts import check_k8s, gen_k8s
+from scripts.gen_docs import env_var
 from tests.helpers.support import Server
 
 BASE = gen_k8s.BASE
@@ -121,7 +122,7 @@ def test_probes_ports_and_env_agree_with_the_server(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()  # every MODELSERVE_* value parses
-    fields = {f"MODELSERVE_{f.upper()}" for f in Settings.model_fields}
+    fields = {env_var(name, info) for name, info in Settings.model_fields.items()}
     assert {n for n in env if n.startswith("MODELSERVE_")} <= fields
     assert settings.host == "0.0.0.0"
     (port,) = container["ports"]
