@@ -154,10 +154,15 @@ def test_prometheus_and_grafana_provisioning_contracts() -> None:
     prom = read_yaml(ROOT / "prometheus/prometheus.yml")
     assert prom["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
-    assert set(jobs) == {"modelserve", "prometheus", "alertmanager"}
+    assert set(jobs) == {"modelserve", "haproxy", "prometheus", "alertmanager"}
     (dns,) = jobs["modelserve"]["dns_sd_configs"]
     assert dns == {**dns, "names": ["modelserve"], "type": "A", "port": 8000}
     assert jobs["alertmanager"]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # The balancer's exporter port is the one its config serves /metrics on.
+    haproxy_cfg = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    (balancer,) = jobs["haproxy"]["static_configs"][0]["targets"]
+    assert f"bind :{balancer.split(':')[1]}\n" in haproxy_cfg
+    assert "use-service prometheus-exporter if { path /metrics }" in haproxy_cfg
     targets = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert targets == ["alertmanager:9093"]
     provider = read_yaml(ROOT / "grafana/provisioning/dashboards/dashboards.yml")["providers"][0]
