@@ -18,7 +18,7 @@ from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.fastpath import PredictFastPath
 from app.api.openapi_errors import document_not_found
-from app.api.routes import feedback, health, invocations, models, v2
+from app.api.routes import feedback, health, invocations, models, v1, v2
 from app.api.routes.admin import build_router as build_admin_router
 from app.api.routes.predict import build_router, request_body_doc
 from app.config import Settings
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
+    app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(invocations.router)
     # Inside the Prometheus and request-log middlewares (added after it), outside the router.

@@ -26,5 +26,6 @@ def open_backend(database_url: str | None, default_path: Path) -> LogBackend:
     scheme = database_url.split(":", 1)[0]
     raise ValueError(
         f"MODELSERVE_DATABASE_URL scheme {scheme!r} is not supported "
-        "(supported: sqlite:///path, postgresql://...); see docs/guide/monitoring.md, 'Prediction log'"
+        "(supported: sqlite:///path, postgresql://...); "
+        "see docs/guide/monitoring.md, 'Prediction log'"
     )

@@ -1,4 +1,6 @@
-"""POST /invocations (the default model) and /models/{name}/invocations: MLflow's protocol."""
+"""MLflow's scoring protocol: POST /invocations (the default model) and
+/models/{name}/invocations, and the server's GET /ping, /health (200 once every served model is
+ready, else 503, as ``mlflow models serve``) and /version."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from app import __version__
 from app.api.codecs import mlflow
 from app.api.codecs.body import decode_json, read_body
-from app.api.deps import Services, ServicesDep
+from app.api.deps import ManagerDep, Services, ServicesDep
 from app.errors import RequestError
 
 router = APIRouter(tags=["mlflow scoring protocol"])
@@ -81,3 +84,23 @@ for _path, _endpoint, _which in (
         responses=_ERRORS,
         openapi_extra=_DOC,
     )
+
+
+@router.get("/ping", summary="MLflow's readiness probe: 200 once every served model is ready")
+async def ping(manager: ManagerDep) -> Response:
+    return _ready(manager.ready)
+
+
+@router.get("/health", summary="The same as /ping (MLflow)")
+async def health(manager: ManagerDep) -> Response:
+    return _ready(manager.ready)
+
+
+@router.get("/version", summary="The server's version (MLflow's /version)")
+async def version() -> Response:
+    return Response(__version__, media_type="text/plain")
+
+
+def _ready(ready: bool) -> Response:
+    # MLflow's scoring server answers a newline, 200 when the model is loaded.
+    return Response("\n", status_code=200 if ready else 503, media_type="application/json")
