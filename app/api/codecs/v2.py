@@ -174,7 +174,10 @@ def _check_values(values: list[Any], datatype: str, field: str, allow_null: bool
     want = _WANT.get(datatype, "an integer" if integers else "a number")
     for k, value in enumerate(values):
         kind = type(value)
-        if value is None and allow_null:
+        # A typed model's missing value is null or NaN on every route (tritonclient's JSON has
+        # no null): the contract takes it as the feature's missing value, or names the feature
+        # that may not be missing, as it does for /predict and /invocations.
+        if allow_null and (value is None or (kind is float and math.isnan(value))):
             continue
         if kind not in allowed or (kind is int and abs(value) >= INT_LIMIT):
             raise _bad(
