@@ -4,7 +4,6 @@ as the server (input contract, batcher, one-pass scorers), one JSON line per row
 from __future__ import annotations
 
 import asyncio
-import csv
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,37 +22,16 @@ if TYPE_CHECKING:
 NO_TIMEOUT_S = 24 * 3600.0  # a local file is scored whatever its size
 
 
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
-
-
-def _csv_value(raw: str | None, spec: FeatureSpec) -> Any:
-    """A CSV cell as its feature's JSON value (empty: missing, as pandas reads it), or as-is
-    so the input contract names the field it rejects."""
-    if raw is None or raw == "":
-        return None
-    if spec.kind == "string":
-        return raw
-    if spec.kind == "boolean":
-        word = raw.strip().lower()
-        return True if word in _TRUE else False if word in _FALSE else raw
-    try:
-        return (
-            int(raw) if spec.kind == "integer" and raw.strip().lstrip("-").isdigit() else float(raw)
-        )
-    except ValueError:
-        return raw
-
-
 def _read_payload(path: Path, features: list[FeatureSpec]) -> Any:
     from app.api.codecs.body import decode_json
 
     if path.suffix == ".csv":
-        specs = {f.name: f for f in features}
-        with path.open(newline="") as fh:
-            rows = [
-                {k: _csv_value(v, specs[k]) for k, v in row.items() if k in specs}
-                for row in csv.DictReader(fh)
-            ]
+        from app.api.codecs.csv_rows import csv_records
+
+        names = {f.name for f in features}
+        records = csv_records(path.read_text(), features, str(path))
+        # A training table's other columns (the target, ids) are left out here.
+        rows = [{k: v for k, v in record.items() if k in names} for record in records]
         return {"instances": rows}
     payload = decode_json(path.read_bytes())
     return {"instances": payload} if isinstance(payload, list) else payload

@@ -4,7 +4,9 @@ A JSON body holds exactly one of ``dataframe_split`` (``{"columns", "data"}``),
 ``dataframe_records`` (a list of objects), ``instances`` or ``inputs`` (a list of rows, or an
 object of columns); ``params`` is accepted and ignored. The answer is
 ``{"predictions": [...]}``, the model's ``predict`` output, as MLflow's sklearn flavour gives.
-Errors answer ``{"error_code", "message"}`` as MLflow's server does.
+A ``text/csv`` body (a header row of feature names, then rows) is typed by each feature's kind,
+as ``mlflow models serve`` reads it with pandas. Errors answer ``{"error_code", "message"}`` as
+MLflow's server does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from app.api.codecs.csv_rows import csv_records
 from app.api.errors import HEADERS, STATUS
 from app.errors import ErrorReason, RequestError
 from app.results import InferenceResult
@@ -43,13 +46,29 @@ def decode_invocation(payload: Any, contract: InputContract, max_batch: int) -> 
     records, path = _records(key, payload[key])
     if not records:
         raise _bad(key, "must hold at least one row")
-    if len(records) > max_batch:
+    _check_size(len(records), key, max_batch)
+    return Invocation(contract.records(records, path))
+
+
+def decode_csv(body: bytes, contract: InputContract, max_batch: int) -> Invocation:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _bad("body", f"a text/csv body must be UTF-8: {exc}") from None
+    records = csv_records(text, contract.features, "csv")
+    if not records:
+        raise _bad("csv", "must hold at least one row after its header")
+    _check_size(len(records), "csv", max_batch)
+    return Invocation(contract.records(records, "csv"))
+
+
+def _check_size(rows: int, field: str, max_batch: int) -> None:
+    if rows > max_batch:
         raise RequestError(
             ErrorReason.BATCH_TOO_LARGE,
-            f"{len(records)} rows is over the limit of {max_batch} per request",
-            field=key,
+            f"{rows} rows is over the limit of {max_batch} per request",
+            field=field,
         )
-    return Invocation(contract.records(records, path))
 
 
 def _records(key: str, value: Any) -> tuple[list[Any], str]:

@@ -39,7 +39,8 @@ _DOC = {
             "application/json": {
                 "schema": {"type": "object"},
                 "example": {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}},
-            }
+            },
+            "text/csv": {"schema": {"type": "string"}, "example": "x\n1.0\n"},
         },
     }
 }
@@ -52,15 +53,23 @@ async def _invoke(request: Request, services: Services, name: str) -> Response:
         route = await inference.route(name, None, trace)
         with inference.decoding(route):
             body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-            invocation = mlflow.decode_invocation(
-                decode_json(body), route.serves.contract, settings.max_batch
-            )
+            contract = route.serves.contract
+            if _is_csv(request.headers.get("content-type", "")):
+                invocation = mlflow.decode_csv(body, contract, settings.max_batch)
+            else:
+                invocation = mlflow.decode_invocation(
+                    decode_json(body), contract, settings.max_batch
+                )
         result = await inference.predict(route, invocation.rows, trace)
     except RequestError as exc:
         return mlflow.render(exc)
     # MLflow's body has no place for it: the version that answered (canary or not) is a header.
     headers = {"X-Model-Version": result.version}
     return Response(mlflow.encode(result), media_type="application/json", headers=headers)
+
+
+def _is_csv(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/csv"
 
 
 async def invocations(request: Request, services: ServicesDep) -> Response:
