@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from app import __version__
 from app.api.codecs import mlflow
@@ -95,21 +95,36 @@ for _path, _endpoint, _which in (
     )
 
 
-@router.get("/ping", summary="MLflow's readiness probe: 200 once every served model is ready")
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Some served model is not ready yet", "content": {"text/plain": {}}}
+}
+
+
+@router.get(
+    "/ping",
+    response_class=PlainTextResponse,
+    responses=_NOT_READY,
+    summary="MLflow's readiness probe: 200 once every served model is ready",
+)
 async def ping(manager: ManagerDep) -> Response:
     return _ready(manager.ready)
 
 
-@router.get("/health", summary="The same as /ping (MLflow)")
+@router.get(
+    "/health",
+    response_class=PlainTextResponse,
+    responses=_NOT_READY,
+    summary="The same as /ping (MLflow)",
+)
 async def health(manager: ManagerDep) -> Response:
     return _ready(manager.ready)
 
 
-@router.get("/version", summary="The server's version (MLflow's /version)")
+@router.get("/version", response_class=PlainTextResponse, summary="The server's version")
 async def version() -> Response:
-    return Response(__version__, media_type="text/plain")
+    return PlainTextResponse(__version__)
 
 
 def _ready(ready: bool) -> Response:
-    # MLflow's scoring server answers a newline, 200 when the model is loaded.
-    return Response("\n", status_code=200 if ready else 503, media_type="application/json")
+    # MLflow's scoring server answers a newline; its client reads only the status.
+    return PlainTextResponse("\n", status_code=200 if ready else 503)
