@@ -3,7 +3,7 @@ package setuptools finds, so nothing that the editable checkout imports is left 
 
 from __future__ import annotations
 
-from setuptools import find_packages
+from setuptools import find_packages  # type: ignore[import-untyped]
 
 from tests.helpers.support import ROOT
 
