@@ -4,6 +4,8 @@ A request carries either one tensor of shape ``[N, features]`` (row-major ``data
 nested) or one tensor per feature column, named after the feature, of shape ``[N]`` or
 ``[N, 1]``. The model's ``InputContract`` turns either into the same input /predict produces:
 values are read from JSON as Python numbers, so an ``FP32`` tensor is not rounded to 32 bits.
+Values sent as binary tensor data (``v2_binary``) become the same ``data`` first (an ``FP32``
+tensor's bytes are the 32-bit values sent); outputs asked for as binary are answered so.
 Errors answer ``{"error": "<field>: <message>"}`` with the protocol's statuses.
 """
 
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 from starlette.responses import Response
 
+from app.api.codecs import v2_binary
 from app.api.errors import HEADERS, STATUS
 from app.errors import ErrorReason, RequestError, describe_value
 from app.results import InferenceResult
@@ -53,10 +56,17 @@ def render(exc: RequestError) -> Response:
     return response
 
 
+class Output(NamedTuple):
+    """A requested output, and whether it is answered as binary tensor data."""
+
+    name: str
+    binary: bool = False
+
+
 @dataclass(frozen=True)
 class InferRequest:
     rows: Rows
-    outputs: list[str]
+    outputs: list[Output]
     id: str | None
 
 
@@ -89,7 +99,9 @@ def decode_infer_request(
             f"{len(rows)} rows is over the limit of {max_batch} per request",
             field="inputs",
         )
-    return InferRequest(rows, _outputs(payload.get("outputs"), has_proba), request_id)
+    binary = v2_binary.flag(payload.get("parameters"), "binary_data_output", "parameters", False)
+    outputs = _outputs(payload.get("outputs"), has_proba, binary)
+    return InferRequest(rows, outputs, request_id)
 
 
 @dataclass(frozen=True)
@@ -191,12 +203,12 @@ def _check_values(values: list[Any], datatype: str, field: str, allow_null: bool
             )
 
 
-def _outputs(raw: Any, has_proba: bool) -> list[str]:
+def _outputs(raw: Any, has_proba: bool, binary: bool) -> list[Output]:
     if raw is None:
-        return [PREDICT]
+        return [Output(PREDICT, binary)]
     if not isinstance(raw, list) or not raw:
         raise _bad("outputs", 'must be a non-empty list of {"name": ...} objects')
-    names: list[str] = []
+    names: list[Output] = []
     for i, item in enumerate(raw):
         name = item.get("name") if isinstance(item, dict) else None
         if name not in OUTPUT_NAMES:
@@ -206,7 +218,8 @@ def _outputs(raw: Any, has_proba: bool) -> list[str]:
             )
         if name == PREDICT_PROBA and not has_proba:
             raise _bad(f"outputs[{i}].name", "this model has no predict_proba")
-        names.append(name)
+        parameters, field = item.get("parameters"), f"outputs[{i}].parameters"
+        names.append(Output(name, v2_binary.flag(parameters, "binary_data", field, binary)))
     return names
 
 
@@ -229,28 +242,42 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
     return "BYTES"
 
 
-def output_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
-    """A response tensor: row-major flat ``data`` and the array's shape."""
+def output_tensor(
+    name: str, array: npt.NDArray[Any], binary: list[bytes] | None = None
+) -> dict[str, Any]:
+    """A response tensor: its shape and row-major flat ``data``, or, given ``binary``, its
+    ``binary_data_size`` (its bytes appended to ``binary``)."""
     datatype = datatype_of(array)
     flat = array.reshape(-1)
-    data = [str(v) for v in flat.tolist()] if datatype == "BYTES" else flat.tolist()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+    tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+    if binary is not None:
+        binary.append(v2_binary.tensor_bytes(flat, datatype))
+        tensor["parameters"] = {"binary_data_size": len(binary[-1])}
+    else:
+        tensor["data"] = [str(v) for v in flat.tolist()] if datatype == "BYTES" else flat.tolist()
+    return tensor
 
 
-def encode(request: InferRequest, result: InferenceResult, request_id: str) -> dict[str, Any]:
+def encode(request: InferRequest, result: InferenceResult, request_id: str) -> Response:
+    """JSON, or, when an output is asked for as binary, the JSON header and the tensor bytes."""
     arrays: dict[str, npt.NDArray[Any] | None] = {
         PREDICT: np.asarray(result.predictions),
         PREDICT_PROBA: None if result.probabilities is None else np.asarray(result.probabilities),
         PREDICTION_ID: np.asarray(result.prediction_ids),
     }
-    outputs = []
-    for name in request.outputs:
+    outputs: list[dict[str, Any]] = []
+    binary: list[bytes] = []
+    for name, as_binary in request.outputs:
         array = arrays[name]
         if array is not None:
-            outputs.append(output_tensor(name, array))
-    return {
+            outputs.append(output_tensor(name, array, binary if as_binary else None))
+    payload = {
         "model_name": result.model,
         "model_version": result.version,
         "id": request.id if request.id is not None else request_id,
         "outputs": outputs,
     }
+    if not binary:
+        return json_response(payload)
+    header = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return v2_binary.binary_response(header, binary)

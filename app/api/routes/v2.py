@@ -16,7 +16,8 @@ from starlette.responses import Response
 
 from app import __version__
 from app.api.codecs import v2 as codec
-from app.api.codecs.body import decode_json, read_body
+from app.api.codecs import v2_binary
+from app.api.codecs.body import read_body
 from app.api.deps import ManagerDep, Services, ServicesDep
 from app.errors import ErrorReason, RequestError
 from app.logs import request_id_var
@@ -96,11 +97,12 @@ async def _infer(request: Request, services: Services, name: str, version: str |
     with inference.decoding(route):
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         served = route.serves
+        payload = v2_binary.decode_body(body, request.headers.get(v2_binary.HEADER))
         parsed = codec.decode_infer_request(
-            decode_json(body), served.contract, settings.max_batch, served.has_proba
+            payload, served.contract, settings.max_batch, served.has_proba
         )
     result = await inference.predict(route, parsed.rows, trace)
-    return codec.json_response(codec.encode(parsed, result, request_id_var.get()))
+    return codec.encode(parsed, result, request_id_var.get())
 
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_class=OipRoute)
@@ -108,7 +110,10 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], route_clas
 
 @router.get("", summary="Server metadata")
 async def server_metadata() -> Response:
-    return codec.json_response({"name": "modelserve", "version": __version__, "extensions": []})
+    extensions = ["binary_tensor_data"]
+    return codec.json_response(
+        {"name": "modelserve", "version": __version__, "extensions": extensions}
+    )
 
 
 @router.get("/health/live", summary="The server is live")
@@ -123,9 +128,20 @@ async def server_ready(manager: ManagerDep) -> Response:
 
 
 Handler = Callable[[Request, Services, str, str | None], Coroutine[Any, Any, Response]]
+Responses = dict[int | str, dict[str, Any]]
+# An inference answer is JSON, or, when outputs are asked for as binary tensor data, a JSON
+# header of Inference-Header-Content-Length bytes followed by the tensors' bytes.
+_INFER_RESPONSES: Responses = {
+    200: {
+        "description": "The outputs: JSON, or a JSON header and binary tensor data",
+        "content": {v2_binary.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
-def _add_model_routes(suffix: str, method: str, what: str, handler: Handler) -> None:
+def _add_model_routes(
+    suffix: str, method: str, what: str, handler: Handler, responses: Responses | None = None
+) -> None:
     """``/models/{name}<suffix>`` (the served version) and its ``/versions/{version}`` twin."""
 
     async def served(name: str, request: Request, services: ServicesDep) -> Response:
@@ -135,19 +151,24 @@ def _add_model_routes(suffix: str, method: str, what: str, handler: Handler) -> 
         return await handler(request, services, name, version)
 
     router.add_api_route(
-        f"/models/{{name}}{suffix}", served, methods=[method], summary=f"{what}, served version"
+        f"/models/{{name}}{suffix}",
+        served,
+        methods=[method],
+        summary=f"{what}, served version",
+        responses=responses,
     )
     router.add_api_route(
         f"/models/{{name}}/versions/{{version}}{suffix}",
         pinned,
         methods=[method],
         summary=f"{what}, pinned version",
+        responses=responses,
     )
 
 
 _add_model_routes("", "GET", "Model metadata", _metadata)
 _add_model_routes("/ready", "GET", "The model is ready", _model_ready)
-_add_model_routes("/infer", "POST", "Inference", _infer)
+_add_model_routes("/infer", "POST", "Inference", _infer, _INFER_RESPONSES)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
