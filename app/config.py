@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     registry: Path = Field(Path("models"), description="Root of the model registry.")
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to bind.")
+    grpc_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="TCP port of the Open Inference Protocol gRPC service (inference."
+        "GRPCInferenceService), on the same interface, in every worker; 0 turns gRPC off.",
+    )
     workers: int = Field(1, ge=1, le=64, description="Server processes.")
     # The variable keeps its short name, MODELSERVE_MODEL; the field says what it is.
     default_model: str = Field(

@@ -17,6 +17,7 @@ from app.api.cors import install_cors
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.fastpath import PredictFastPath
+from app.api.grpc import service as grpc_service
 from app.api.openapi_errors import document_not_found
 from app.api.routes import feedback, health, invocations, models, v1, v2
 from app.api.routes.admin import build_router as build_admin_router
@@ -79,8 +80,11 @@ def _lifespan(services: Services) -> Any:
             plog.start()
         stop_metrics = start_metrics_server(settings)
         loading = asyncio.get_running_loop().create_task(load_models())
+        grpc_server = await grpc_service.start(services)  # in this loop, in every worker
         # The server's HTTP protocol (app.server.protocol) reads its deadline from this state.
         yield {"header_timeout_s": settings.header_timeout_s}
+        if grpc_server is not None:  # first: its calls in flight still need the models
+            await grpc_service.stop(grpc_server, settings.request_timeout_s)
         if stop_metrics is not None:
             stop_metrics()
         if stop_sweeping is not None:

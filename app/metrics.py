@@ -190,3 +190,19 @@ HELDOUT_ACCURACY = _latest_gauge(
     "Accuracy of the version on its held-out rows at training or registration (from metadata).",
     ["model", "version"],
 )
+
+
+# ---- the OIP gRPC service (app.api.grpc): what HTTP's instrumentator counts for HTTP ----------
+
+GRPC_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+GRPC_REQUESTS = Counter(
+    "modelserve_grpc_requests",
+    "gRPC calls answered, by method and status code (OK or the error's code).",
+    ["method", "code"],  # method: one of the service's RPCs; code: a grpc.StatusCode name
+)
+GRPC_REQUEST_DURATION = Histogram(
+    "modelserve_grpc_request_duration_seconds",
+    "Time from a gRPC call's arrival to its answer, by method.",
+    ["method"],
+    buckets=GRPC_LATENCY_BUCKETS,
+)

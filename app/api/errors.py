@@ -1,8 +1,9 @@
-"""HTTP for the error vocabulary: status and headers per ``ErrorReason``, and the JSON shape.
+"""HTTP and gRPC for the error vocabulary: status and headers per ``ErrorReason``, the JSON shape.
 
 modelserve's own routes answer ``{"error": {"status", "type", "field", "message"}}``; the Open
 Inference Protocol routes answer ``{"error": "<field>: <message>"}`` with the protocol's
-statuses (``app.api.codecs.v2``). This is the only place a reason becomes a status.
+statuses (``app.api.codecs.v2``), and its gRPC service the same message with ``GRPC_STATUS``'s
+code. This is the only place a reason becomes a status.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -45,6 +47,35 @@ STATUS: Mapping[ErrorReason, int] = {
     R.NOT_FOUND: 404,
     R.METHOD_NOT_ALLOWED: 405,
     R.HTTP_ERROR: 400,
+}
+C = grpc.StatusCode
+# The OIP gRPC service (app.api.grpc): the code of each reason, as KServe and Triton answer.
+GRPC_STATUS: Mapping[ErrorReason, grpc.StatusCode] = {
+    R.INVALID_JSON: C.INVALID_ARGUMENT,
+    R.INVALID_REQUEST: C.INVALID_ARGUMENT,
+    R.INVALID_FEATURES: C.INVALID_ARGUMENT,
+    R.INVALID_VALUE: C.INVALID_ARGUMENT,
+    R.BATCH_TOO_LARGE: C.INVALID_ARGUMENT,
+    R.BODY_TOO_LARGE: C.RESOURCE_EXHAUSTED,  # what grpc answers past its message size itself
+    R.BODY_TIMEOUT: C.DEADLINE_EXCEEDED,
+    R.CLIENT_DISCONNECTED: C.CANCELLED,
+    R.HEADER_TIMEOUT: C.DEADLINE_EXCEEDED,
+    R.UNKNOWN_MODEL: C.NOT_FOUND,
+    R.NOT_READY: C.UNAVAILABLE,
+    R.OVERLOADED: C.RESOURCE_EXHAUSTED,
+    R.TIMEOUT: C.DEADLINE_EXCEEDED,
+    R.REJECTED_BY_MODEL: C.INVALID_ARGUMENT,
+    R.MODEL_ERROR: C.INTERNAL,
+    R.UNKNOWN_PREDICTION: C.NOT_FOUND,
+    R.DUPLICATE_FEEDBACK: C.ALREADY_EXISTS,
+    R.INVALID_LABEL: C.INVALID_ARGUMENT,
+    R.LOG_UNAVAILABLE: C.UNAVAILABLE,
+    R.LOG_DISABLED: C.UNAVAILABLE,
+    R.UNAUTHORIZED: C.UNAUTHENTICATED,
+    R.FORBIDDEN: C.PERMISSION_DENIED,
+    R.NOT_FOUND: C.NOT_FOUND,
+    R.METHOD_NOT_ALLOWED: C.UNIMPLEMENTED,
+    R.HTTP_ERROR: C.INVALID_ARGUMENT,
 }
 RETRY_AFTER_S = "1"
 HEADERS: Mapping[ErrorReason, dict[str, str]] = {

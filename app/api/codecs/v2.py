@@ -47,11 +47,15 @@ def json_response(payload: dict[str, Any], status: int = 200) -> Response:
     )
 
 
+def error_message(exc: RequestError) -> str:
+    """The protocol's error string, naming the field (REST's ``error``, gRPC's details)."""
+    prefixed = exc.field is not None and exc.field not in _SELF_EXPLAINED
+    return f"{exc.field}: {exc.message}" if prefixed else exc.message
+
+
 def render(exc: RequestError) -> Response:
     """A RequestError in the protocol's shape: one string naming the field."""
-    prefixed = exc.field is not None and exc.field not in _SELF_EXPLAINED
-    message = f"{exc.field}: {exc.message}" if prefixed else exc.message
-    response = json_response({"error": message}, V2_STATUS[exc.reason])
+    response = json_response({"error": error_message(exc)}, V2_STATUS[exc.reason])
     response.headers.update(HEADERS.get(exc.reason, {}))
     return response
 
@@ -258,13 +262,18 @@ def output_tensor(
     return tensor
 
 
-def encode(request: InferRequest, result: InferenceResult, request_id: str) -> Response:
-    """JSON, or, when an output is asked for as binary, the JSON header and the tensor bytes."""
-    arrays: dict[str, npt.NDArray[Any] | None] = {
+def result_arrays(result: InferenceResult) -> dict[str, npt.NDArray[Any] | None]:
+    """Each output's array by name (``predict_proba`` None for a model without it)."""
+    return {
         PREDICT: np.asarray(result.predictions),
         PREDICT_PROBA: None if result.probabilities is None else np.asarray(result.probabilities),
         PREDICTION_ID: np.asarray(result.prediction_ids),
     }
+
+
+def encode(request: InferRequest, result: InferenceResult, request_id: str) -> Response:
+    """JSON, or, when an output is asked for as binary, the JSON header and the tensor bytes."""
+    arrays = result_arrays(result)
     outputs: list[dict[str, Any]] = []
     binary: list[bytes] = []
     for name, as_binary in request.outputs:

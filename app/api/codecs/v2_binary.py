@@ -97,7 +97,8 @@ def _attach(payload: Any, tail: memoryview, has_header: bool) -> None:
                 f"{size} bytes run past the end of the body: {len(tail) - offset} bytes of "
                 f"tensor data are left after the inputs before it{hint}",
             )
-        inputs[i] = {**raw, "data": _values(raw, tail[offset : offset + size], field)}
+        chunk = tail[offset : offset + size]
+        inputs[i] = {**raw, "data": values(raw, chunk, field, f"{field}.{_SIZE}")}
         offset, last = offset + size, field
     if offset != len(tail):
         where = f"{last}.{_SIZE}" if last is not None else HEADER
@@ -121,32 +122,34 @@ def _binary_size(raw: Any, field: str) -> int | None:
     return size
 
 
-def _values(raw: dict[str, Any], chunk: memoryview, field: str) -> list[Any]:
-    """The input's values as the JSON path reads them; its shape must hold exactly as many."""
+def values(raw: dict[str, Any], chunk: memoryview, field: str, where: str) -> list[Any]:
+    """Input ``field``'s values from its bytes (``where`` names them: this extension's
+    ``binary_data_size``, gRPC's ``raw_input_contents[i]``), as the JSON path reads them; its
+    shape must hold exactly as many."""
     datatype = raw.get("datatype")
     if datatype == "BYTES":
-        values: list[Any] = _strings(chunk, field)
+        decoded: list[Any] = _strings(chunk, field)
     elif isinstance(datatype, str) and datatype in _DTYPES:
         dtype = _DTYPES[datatype]
         if len(chunk) % dtype.itemsize:
             raise _bad(
-                f"{field}.{_SIZE}",
+                where,
                 f"{len(chunk)} bytes are not a whole number of {datatype} values "
                 f"({dtype.itemsize} bytes each)",
             )
         array = np.frombuffer(chunk, dtype)
-        values = _booleans(array, field) if datatype == "BOOL" else array.tolist()
+        decoded = _booleans(array, field) if datatype == "BOOL" else array.tolist()
     else:
         return []  # no such datatype: the tensor check names it
     shape: Any = raw.get("shape")
     valid = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
-    if valid and math.prod(shape) != len(values):
+    if valid and math.prod(shape) != len(decoded):
         raise _bad(
             f"{field}.shape",
             f"{shape} needs {math.prod(shape)} values, but the {len(chunk)} bytes of "
-            f"{_SIZE} hold {len(values)} {datatype} values",
+            f"{where.removeprefix(field + '.')} hold {len(decoded)} {datatype} values",
         )
-    return values
+    return decoded
 
 
 def _booleans(array: npt.NDArray[np.uint8], field: str) -> list[Any]:
