@@ -28,7 +28,7 @@ from app import __version__
 from app.api.grpc import grpc_predict_v2_pb2 as pb2
 from app.config import Settings
 from app.registry.store import Registry
-from tests.helpers.app_factory import ready_client
+from tests.helpers.app_factory import build_app, ready_client
 from tests.helpers.grpc_client import bits, infer_request, outputs, stub
 from tests.helpers.mixed import MIXED, TARGET, churn_frame, register_churn
 from tests.helpers.support import copy_registry, free_port
@@ -244,3 +244,16 @@ def test_calls_are_counted_by_method_and_code(served: tuple[TestClient, Any, Reg
     assert (count("ServerLive", "OK"), count("ModelInfer", "NOT_FOUND")) == (
         before[0] + 1, before[1] + 1
     )  # fmt: skip
+
+
+def test_a_second_server_on_the_same_grpc_port_fails_to_start_and_says_so(
+    served: tuple[TestClient, Any, Registry],
+) -> None:
+    """One worker does not share its gRPC port: a second server there would silently take
+    part of the first one's calls (the kernel spreads SO_REUSEPORT sockets' connections)."""
+    client, _, registry = served
+    port = int(client.app.state.services.settings.grpc_port)  # type: ignore[attr-defined]
+    settings = Settings(registry=registry.root, poll_interval_s=0, grpc_port=port)
+    says = f"cannot serve gRPC on .*:{port}.*MODELSERVE_GRPC_PORT"
+    with pytest.raises(RuntimeError, match=says), TestClient(build_app(settings)):
+        pass

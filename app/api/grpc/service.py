@@ -196,7 +196,10 @@ async def start(services: Services) -> grpc.aio.Server | None:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_body_bytes),
-            ("grpc.so_reuseport", 1),  # the default on Linux; every worker binds the port
+            # Several workers each bind the port (the kernel spreads calls over them); one server
+            # alone does not share it, so a second server on the same port fails to start
+            # instead of silently taking half of the first one's calls.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ]
     )
     server.add_generic_rpc_handlers((handler(services),))
@@ -204,7 +207,10 @@ async def start(services: Services) -> grpc.aio.Server | None:
     try:
         server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise RuntimeError(f"cannot serve gRPC on {address} (MODELSERVE_GRPC_PORT): {exc}") from exc
+        raise RuntimeError(
+            f"cannot serve gRPC on {address}: {exc}; choose another MODELSERVE_GRPC_PORT "
+            "(0 turns gRPC off)"
+        ) from exc
     await server.start()
     log.info("serving OIP v2 gRPC", extra={"address": address})
     return server
