@@ -25,100 +25,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import signal
-import struct
 import sys
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from app.config import Settings
 from app.logs import configure_logging
 from app.registry.store import Registry
 from app.results import InferenceResult
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, split_rows
+from app.serving.offpath_protocol import (
+    Report,
+    ShadowRows,
+    Start,
+    Task,
+    Version,
+    read_frame,
+    write_frame,
+)
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct(">I")
 MAX_LOADED = 8  # versions kept loaded here, least recently used out first
-
-Version = tuple[str, str]  # (model, version)
-
-
-class ShadowRows(Protocol):
-    """Where a shadow's outputs go: the prediction log's ``ShadowWriter``."""
-
-    def write(self, result: InferenceResult) -> Mapping[str, int]:
-        """Store the answers; the outcomes of the labels already stored for these rows."""
-
-    def close(self) -> None: ...
-
-
-ShadowLog = Callable[[Settings], ShadowRows]  # a class or module-level function: pickled by name
-
-
-@dataclass(frozen=True)
-class Start:
-    registry: Path
-    settings: Settings
-    log: ShadowLog | None = None  # None: no prediction log
-
-
-@dataclass(frozen=True)
-class Task:
-    """A hop's jobs for one scoring version, their rows merged (``concat``) to pickle once."""
-
-    scorer: Version  # the version that scores the rows here
-    challenger: str  # the non-production version agreement is counted for
-    rows: Rows  # every job's rows, in order
-    sizes: list[int]  # rows per job
-    answered: npt.NDArray[Any]  # the predictions the jobs were answered with, in order
-    ids: list[str]  # the rows' prediction ids, in order, where the outputs are logged; else []
-    timed: bool  # its model calls' durations come back (a shadow's inference latency)
-
-
-@dataclass
-class Report:
-    agree: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # model, version, outcome
-    differences: dict[Version, list[float]] = field(default_factory=dict)  # regressors
-    failures: Counter[Version] = field(default_factory=Counter)  # jobs, by scoring version
-    errors: dict[Version, str] = field(default_factory=dict)  # one message per failing version
-    durations: dict[Version, list[float]] = field(default_factory=dict)
-    judged: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # labels already in
-    log_failures: int = 0  # shadow rows the prediction log refused
-    log_error: str = ""
-
-
-def frame(message: object) -> bytes:
-    """``message`` as one length-prefixed pickle (both ends of the pipe)."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(payload)) + payload
-
-
-def write_frame(stream: BinaryIO, message: object) -> None:
-    stream.write(frame(message))
-    stream.flush()
-
-
-def read_frame(stream: BinaryIO) -> Any:
-    """The next message, or None at end of stream (the server has gone)."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(header)
-    # The only writer is the server process that started this one, over its own pipe.
-    return pickle.loads(stream.read(size))  # noqa: S301
 
 
 def score_jobs(

@@ -31,7 +31,7 @@ from app.results import InferenceResult
 from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import ModelInput, Rows, TypedRows, model_input
 from app.serving.manager import ModelManager, ModelNotReadyError
-from app.serving.offpath import ShadowLog
+from app.serving.offpath_protocol import ShadowLog
 from app.serving.routing import current_key, to_canary
 from app.serving.runner import ServedModel
 from app.serving.shadow import Job, ShadowQueue

@@ -32,7 +32,7 @@ from app import metrics
 from app.config import Settings
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath import HEADER, Report, ShadowLog, Start, Task, frame
+from app.serving.offpath_protocol import HEADER, Report, ShadowLog, Start, Task, frame
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
