@@ -219,8 +219,9 @@ def test_a_killed_scorer_is_replaced_and_production_keeps_answering(
         for row in X[:45]:
             response = client.post("/predict", json={"instances": [row.tolist()]})
             assert response.status_code == 200
-        # Every row is accounted for: scored (agreement) or lost with the killed scorer.
-        deadline = time.monotonic() + 30
+        # Every row is accounted for: scored (agreement) or lost with the killed scorer (which
+        # runs at idle priority: with other tests busy on every core it waits for the CPU).
+        deadline = time.monotonic() + 120
         while True:
             text = client.get("/metrics").text
             agreed = total(text, agreement, labels) - agreed0 - 3
@@ -239,8 +240,13 @@ def test_a_stuck_scorer_is_killed_and_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A shadow stuck 6 s on some rows, with hops allowed 2 s: that hop's scorer is killed, its
-    jobs count as failures, production never waits, and a new scorer scores what follows."""
-    monkeypatch.setattr(ScorerProcess, "HOP_TIMEOUT_S", 2.0)
+    jobs count as failures, production never waits, and a new scorer scores what follows.
+
+    A scorer's first hop includes its start-up and loading the version, which takes over 2 s on
+    a busy 2-core host: the first hop of each scorer runs under the default limit, and only the
+    hop with the stuck row under the 2 s one."""
+    startup_limit = ScorerProcess.HOP_TIMEOUT_S
+    assert startup_limit > 6.0, "the default must let a scorer start and load on a busy host"
     monkeypatch.setattr(ScorerProcess, "RESPAWN_AFTER_S", 0.0)
     X, y, _ = iris()
     settings, version = _served(tmp_path, Stall().fit(X, y))
@@ -258,10 +264,13 @@ def test_a_stuck_scorer_is_killed_and_counted(
         assert client.post("/predict", json={"instances": X[:2].tolist()}).status_code == 200
         assert wait_total(scrape, agreement, labels, agreed0 + 2) == agreed0 + 2
         (pid,) = _scorer_pids()
+        monkeypatch.setattr(ScorerProcess, "HOP_TIMEOUT_S", 2.0)  # this scorer is up and loaded
         started = time.monotonic()
         assert client.post("/predict", json={"instances": stuck.tolist()}).status_code == 200
         assert time.monotonic() - started < 1.0, "production never waits for the shadow"
         assert wait_total(scrape, failures, labels, failed0 + 1, timeout_s=20) == failed0 + 1
+        # The next hop starts a new scorer, which loads the version again.
+        monkeypatch.setattr(ScorerProcess, "HOP_TIMEOUT_S", startup_limit)
         assert client.post("/predict", json={"instances": X[2:5].tolist()}).status_code == 200
         assert wait_total(scrape, agreement, labels, agreed0 + 5) == agreed0 + 5
         assert _scorer_pids() not in ([], [pid]), "a new scorer took over"
