@@ -46,8 +46,9 @@ def test_a_model_that_cannot_load_is_not_ready_on_every_probe(registry_path: Pat
     (registry_path / MODEL / "1" / "model.joblib").write_bytes(b"not the registered bytes")
     settings = Settings(registry=registry_path, poll_interval_s=0, prediction_log_enabled=False)
     with TestClient(build_app(settings), raise_server_exceptions=False) as client:
+        # Wait for the failed load (its error is the refusal's message, set once it has run).
         deadline = time.monotonic() + 30
-        while "error" not in str(client.get("/health/ready").json()["models"][MODEL]["error"]):
+        while client.get("/health/ready").json()["models"][MODEL]["error"] is None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
