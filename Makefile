@@ -26,10 +26,19 @@ lint: install  ## ruff, the layer contracts (import-linter) and copied blocks in
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
-	$(BIN)/pytest
+# pytest-xdist workers for unit and check. tests/conftest.py keeps a module that shares a server
+# on one worker and starts the long e2e modules first; the xdist_group "load" (soak, backpressure,
+# canary share, swaps under load) runs on one worker, one test at a time.
+PYTEST_WORKERS ?= 3
 
-test: lint typecheck check-rules docs unit  ## everything CI runs (pytest last: its summary closes the log)
+unit: install  ## the whole suite on $(PYTEST_WORKERS) parallel workers (pytest -n, about 10 min; serial: 20)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+.PHONY: check
+check: lint typecheck  ## the fast tier, under 2 min: lint, mypy and the tests that start no server or CLI process
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not e2e and not slow" -q
+
+test: lint typecheck check-rules docs unit  ## everything CI runs, about 12 min (pytest last: its summary closes the log)
 
 .PHONY: docs
 docs: install  ## the documentation site, strictly (a broken link or anchor fails), into site/

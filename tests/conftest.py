@@ -15,6 +15,49 @@ from app.registry.store import Registry
 from tests.helpers.app_factory import build_app
 from tests.helpers.support import Server, copy_registry
 
+SHARED_SCOPES = ("module", "class")
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    """The test uses a module- or class-scoped fixture of the suite (a server, a fitted world)."""
+    if not isinstance(item, pytest.Function):
+        return False
+    return any(
+        defs[-1].scope in SHARED_SCOPES and defs[-1].baseid  # baseid "": a plugin's fixture
+        for defs in item._fixtureinfo.name2fixturedefs.values()
+        if defs
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark, group and order the tests for ``pytest -n N --dist loadgroup`` (make test).
+
+    - A test that uses ``server_factory`` is ``e2e`` (make check leaves those out).
+    - A module whose tests share a module-scoped fixture runs on one worker, as one unit:
+      spread over workers, each would build it again. A module that names its own
+      ``xdist_group`` (the ``load`` group of load-sensitive tests) keeps that one.
+    - Modules that start real servers (``e2e``) come first: the long tests start early and
+      the short in-process ones fill the end, so no worker finishes long after the others.
+    """
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if "server_factory" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)  # it starts real servers, whatever its module says
+        by_module.setdefault(_module(item), []).append(item)
+    for module, tests in by_module.items():
+        if any(item.get_closest_marker("xdist_group") for item in tests):
+            continue
+        if any(_shares_a_fixture(item) for item in tests):
+            for item in tests:
+                item.add_marker(pytest.mark.xdist_group(module))
+    e2e = {m for m, tests in by_module.items() if any(i.get_closest_marker("e2e") for i in tests)}
+    items.sort(key=lambda item: _module(item) not in e2e)  # stable: each module keeps its order
+
 
 @pytest.fixture
 def registry_path(tmp_path: Path) -> Path:

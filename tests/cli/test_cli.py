@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_breast_cancer
 
 from app.registry.store import Registry
 from tests.helpers.support import run_cli
+
+pytestmark = pytest.mark.slow  # the modelserve CLI as subprocesses
 
 MODEL = "breast-cancer"
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.support import run_cli
+
+pytestmark = pytest.mark.slow  # the modelserve CLI as subprocesses
 
 
 def _doc(registry: Path) -> dict[str, object]:

@@ -23,6 +23,8 @@ from app.registry.store import Registry
 from tests.helpers.mixed import city_income_pipeline
 from tests.helpers.support import copy_registry, run_cli
 
+pytestmark = pytest.mark.slow  # the modelserve CLI as subprocesses
+
 NAME = "customers"
 FEATURES = ["city", "income", "member", "age"]
 

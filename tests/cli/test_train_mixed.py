@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from app.registry.store import Registry
 from tests.helpers.mixed import TARGET, churn_frame
 from tests.helpers.support import run_cli
+
+pytestmark = pytest.mark.slow  # the modelserve CLI as subprocesses
 
 SPEC = {
     "name": "churn",

@@ -9,6 +9,7 @@ import time
 from urllib.parse import urlparse
 
 import httpx
+import pytest
 import yaml
 
 from tests.helpers.support import ROOT, free_port
@@ -28,6 +29,7 @@ def test_every_alertmanager_webhook_points_at_a_compose_service() -> None:
     assert "app.tools.alertsink" in sink["command"]
 
 
+@pytest.mark.e2e  # the sink is a real server process
 def test_sink_prints_each_notification_and_answers_health_checks() -> None:
     port = free_port()
     proc = subprocess.Popen(

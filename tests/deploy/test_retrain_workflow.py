@@ -12,6 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from app.registry.store import Registry
 from tests.helpers.export_log import LABELLED, fill_log
 from tests.helpers.queries import read_yaml
@@ -20,6 +22,7 @@ from tests.helpers.support import ROOT
 WORKFLOW = ROOT / ".github" / "workflows" / "retrain.yml"
 
 
+@pytest.mark.slow  # the workflow's steps: export and train as subprocesses
 def test_the_workflow_is_scheduled_and_its_steps_export_train_gate_and_summarise(
     tmp_path: Path,
 ) -> None:

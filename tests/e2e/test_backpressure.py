@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.promtext import total
 from tests.helpers.support import Server
 from tests.helpers.toy_models import TOY, iris, toy_env, toy_registry
 
+pytestmark = LOAD_SENSITIVE  # what it checks is the order and timing of answers
 QUEUE_SIZE = 2
 BURST = 12
 

@@ -15,9 +15,10 @@ from sklearn.datasets import load_breast_cancer
 from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from tests.helpers.lifecycle import NAME, train_quick
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.support import Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, LOAD_SENSITIVE]
 REQUESTS = 10_000
 
 

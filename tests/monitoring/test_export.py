@@ -22,6 +22,8 @@ from tests.helpers.lifecycle import DEFAULT_SPEC, NAME
 from tests.helpers.postgres import fresh_database
 from tests.helpers.support import run_cli
 
+pytestmark = pytest.mark.slow  # the modelserve CLI as subprocesses
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

@@ -99,6 +99,7 @@ def test_a_function_is_not_trusted_even_when_it_is_builtin() -> None:
         skops_trusted_types(data, "model.skops")
 
 
+@pytest.mark.slow  # the modelserve CLI as subprocesses
 def test_untrusted_type_is_refused_and_its_code_never_runs(
     registry_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,6 +141,7 @@ def test_untrusted_type_is_refused_and_its_code_never_runs(
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.slow  # the modelserve CLI as subprocesses
 def test_tampered_skops_artifact_is_refused_by_checksum(registry_path: Path) -> None:
     registry = Registry(registry_path)
     version = _train(registry_path, "skops")

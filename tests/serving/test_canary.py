@@ -16,6 +16,8 @@ from app.serving.routing import to_canary
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.promtext import total
 
+pytestmark = pytest.mark.slow  # each app starts its off-path scorer process
+
 KEYS = [f"customer-{i}" for i in range(150)]
 
 

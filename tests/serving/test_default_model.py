@@ -31,6 +31,7 @@ def test_the_configured_model_wins(tmp_path: Path) -> None:
     assert choose_default_model(settings, Registry(root)) == "flowers"
 
 
+@pytest.mark.e2e  # modelserve serve as a process
 @pytest.mark.parametrize(
     ("names", "model", "says"),
     [

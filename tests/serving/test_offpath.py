@@ -27,6 +27,8 @@ from tests.helpers.app_factory import ready_client
 from tests.helpers.promtext import total, wait_total
 from tests.helpers.toy_models import TOY, SlowModel, iris, toy_registry
 
+pytestmark = pytest.mark.slow  # each app starts its off-path scorer process
+
 
 class BatchSensitive(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Probabilities that move in the last bits with the number of rows scored together, as

@@ -34,6 +34,7 @@ def shadowed(registry_path: Path) -> Registry:
     return registry
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_shadow_leaves_answers_exact_and_logs_both_outputs(
     shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
 ) -> None:
@@ -102,6 +103,7 @@ def test_shadow_leaves_answers_exact_and_logs_both_outputs(
     assert agree < len(sent), "the weak shadow must disagree somewhere for the test to bite"
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_feedback_judges_the_shadow_answer_too(
     shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
 ) -> None:
@@ -140,6 +142,7 @@ def test_feedback_judges_the_shadow_answer_too(
     )
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_labels_sent_before_or_after_the_shadow_scored_are_judged_exactly_once(
     shadowed: Registry, make_client: Callable[..., TestClient], tmp_path: Path
 ) -> None:
@@ -183,6 +186,7 @@ def test_labels_sent_before_or_after_the_shadow_scored_are_judged_exactly_once(
     assert right < 70, "the weak shadow must be wrong somewhere for the test to bite"
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_a_full_shadow_queue_drops_and_counts_without_slowing_answers(
     tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:
@@ -232,6 +236,7 @@ def test_labels_of_any_type_compare_row_by_row() -> None:
     assert same_rows(multi, np.array([[1, 0], [1, 0]])).tolist() == [True, False]
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> None:
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import Ridge
@@ -268,6 +273,7 @@ def test_a_regressor_shadow_records_its_absolute_differences(tmp_path: Path) -> 
     assert got == pytest.approx(want)
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> None:
     from tests.helpers.toy_models import PickyModel
 
@@ -307,6 +313,7 @@ def test_a_failing_shadow_is_counted_and_production_answers(tmp_path: Path) -> N
         assert agreed - total(before, agreement, labels) == 3
 
 
+@pytest.mark.slow  # the app starts its off-path scorer process
 def test_a_mixed_type_string_label_model_shadows_and_logs_its_labels(tmp_path: Path) -> None:
     """A DataFrame pipeline with string labels and missing values, shadowed by a refit."""
     import joblib

@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from tests.helpers.load import Load
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.promtext import total
 from tests.helpers.support import Server, copy_registry
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, LOAD_SENSITIVE]
 IDLE_WITHIN_S = 10.0
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.load import Load
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.support import Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, LOAD_SENSITIVE]
 GRACE_S = 10  # MODELSERVE_REQUEST_TIMEOUT_S: the CLI hands it to uvicorn as the grace period
 
 

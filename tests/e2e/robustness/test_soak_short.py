@@ -8,10 +8,12 @@ import sys
 
 import pytest
 
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.support import ROOT
 
 
 @pytest.mark.e2e
+@LOAD_SENSITIVE
 def test_short_soak_has_no_errors_and_no_memory_growth(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

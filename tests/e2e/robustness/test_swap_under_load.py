@@ -18,9 +18,10 @@ from app.registry.roles import RoleAliases
 from app.registry.store import Registry
 from tests.helpers.lifecycle import NAME, train_quick
 from tests.helpers.load import Load, p99_ms
+from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.support import Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, LOAD_SENSITIVE]
 TOKEN = "swap-test-token"
 SWAPS = 6
 
