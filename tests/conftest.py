@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.nodeid import NodeId
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -57,6 +58,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.xdist_group(module))
     e2e = {m for m, tests in by_module.items() if any(i.get_closest_marker("e2e") for i in tests)}
     items.sort(key=lambda item: _module(item) not in e2e)  # stable: each module keeps its order
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker sends the collected ids
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Give each grouped test the nodeid pytest-xdist's loadgroup schedules by ("...@load").
+
+    pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9.2 no longer reads (a node's
+    id is ``item._id``): without this, every test would be scheduled on its own, each worker
+    would build the module fixtures again and the load group would run on every worker.
+    """
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    for item in session.items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
 @pytest.fixture
