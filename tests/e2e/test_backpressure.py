@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.promtext import total
 from tests.helpers.support import Server
-from tests.helpers.toy_models import TOY, iris, toy_env, toy_registry
+from tests.helpers.toy_models import SLOW, TOY, iris, toy_env, toy_registry
 
 pytestmark = LOAD_SENSITIVE  # what it checks is the order and timing of answers
 QUEUE_SIZE = 2
@@ -21,8 +21,9 @@ BURST = 12
 
 
 def _row() -> list[float]:
+    """A row the toy model is slow on (``only_first_value=SLOW``): it loads at full speed."""
     X, _, _ = iris()
-    return [float(v) for v in X[0]]
+    return [SLOW, *(float(v) for v in X[0][1:])]
 
 
 async def _burst(url: str, n: int) -> list[tuple[int, float, httpx.Response]]:
@@ -60,7 +61,7 @@ def test_full_queue_answers_503_with_retry_after_then_recovers(
 ) -> None:
     # One row per model call, 1.5 s each, two may wait: of a burst of 12, one runs, two wait
     # and nine must be refused at once.
-    registry = toy_registry(tmp_path / "models", delay_s=1.5)
+    registry = toy_registry(tmp_path / "models", delay_s=1.5, only_first_value=SLOW)
     env = toy_env(queue_size=str(QUEUE_SIZE), batch_max_rows="1")
     server = server_factory(registry.root, env=env)
     server.wait_ready()
@@ -106,7 +107,7 @@ def test_full_queue_answers_503_with_retry_after_then_recovers(
 def test_slow_prediction_answers_504_instead_of_hanging(
     tmp_path: Path, server_factory: Any
 ) -> None:
-    registry = toy_registry(tmp_path / "models", delay_s=3.0)
+    registry = toy_registry(tmp_path / "models", delay_s=3.0, only_first_value=SLOW)
     server = server_factory(registry.root, env=toy_env(request_timeout_s="0.5"), args=())
     server.wait_ready(timeout=90)
     with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -3,7 +3,10 @@
 ``SlowModel`` wraps a fitted decision tree on iris (trees score each row on their own, so the
 server may merge requests for it: ``app/serving/exactness.py``); every call sleeps ``delay_s`` (the
 sleep releases the GIL like a native model would) and any row whose first value is ``POISON``
-makes the whole call raise, as a model rejecting one bad row of a merged batch would.
+makes the whole call raise, as a model rejecting one bad row of a merged batch would. Made with
+``only_first_value=SLOW``, only calls holding a row whose first value is ``SLOW`` sleep: the
+server loads it at full speed (its smoke and exactness probes score other rows), and the
+requests a test sends with that value are the slow calls.
 Server subprocesses import it from ``tests.helpers.toy_models`` (run them with
 ``PYTHONPATH`` = the repository root).
 """
@@ -25,12 +28,14 @@ from app.training.train import fitted_fields
 from tests.helpers.support import ROOT
 
 POISON = -999.0
+SLOW = 77.0  # no iris value and outside the range the load probes draw from
 TOY = "toy"
 
 
 class SlowModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, only_first_value: float | None = None) -> None:
         self.delay_s = delay_s
+        self.only_first_value = only_first_value
 
     def fit(self, X: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> SlowModel:
         self.inner_ = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
@@ -38,8 +43,10 @@ class SlowModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return self
 
     def _check(self, X: npt.NDArray[np.float64]) -> None:
-        time.sleep(self.delay_s)
-        if np.any(np.asarray(X)[:, 0] == POISON):
+        first = np.asarray(X)[:, 0]
+        if self.only_first_value is None or np.any(first == self.only_first_value):
+            time.sleep(self.delay_s)
+        if np.any(first == POISON):
             raise ValueError("poisoned row")
 
     def predict(self, X: npt.NDArray[np.float64]) -> Any:
@@ -60,10 +67,10 @@ def iris() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], list[str]]:
     )
 
 
-def toy_registry(root: Path, delay_s: float) -> Registry:
+def toy_registry(root: Path, delay_s: float, only_first_value: float | None = None) -> Registry:
     """A registry holding only ``toy`` (a SlowModel), version 1 at alias production."""
     X, y, names = iris()
-    model = SlowModel(delay_s).fit(X, y)
+    model = SlowModel(delay_s, only_first_value).fit(X, y)
     registry = Registry(root)
     meta = registry.register(TOY, model, fitted_fields(model, "classification", names, X, y, X[0]))
     registry.set_alias(TOY, "production", meta.version)
