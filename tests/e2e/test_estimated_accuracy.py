@@ -2,10 +2,10 @@
 
 A Gaussian naive Bayes model is trained with ``modelserve train`` on synthetic rows. ``modelserve
 simulate`` then sends rows of a shifted population (feature f3 concentrated in a band around 0,
-where the classes overlap more) and returns their true labels two minutes later. Before any
-label arrives, the recorded estimate (mean calibrated confidence) must have dropped far enough
-below the held-out accuracy for ModelserveEstimatedAccuracyDrop to fire, while the label-based
-alert has nothing to judge; once every label is in, the realised accuracy of the same
+where the classes overlap more) and returns their true labels 90 s later. Before any label
+arrives, the recorded estimate (mean calibrated confidence) must have dropped far enough below
+the held-out accuracy for ModelserveEstimatedAccuracyDrop to fire, while the label-based alert
+has nothing to judge; once every label is in, the realised accuracy of the same
 predictions must be within 0.05 of every estimate taken after the 500th prediction.
 """
 
@@ -27,7 +27,9 @@ from tests.helpers.support import MODELSERVE, Server, run_cli
 pytestmark = pytest.mark.e2e
 NAME = "synth"
 SEL = f'{{model="{NAME}", version="1"}}'
-RATE, DURATION, DELAY = 40, 30, 120
+# 1200 predictions, the 500 the alert needs within the first 7 s; the alert's `for: 1m` then
+# fires it about 70 s after the first prediction, well before the first label at DELAY.
+RATE, DURATION, DELAY = 80, 15, 90
 MAX_GAP = 0.05
 ESTIMATE = f"model_version:modelserve_estimated_accuracy:ratio1h{SEL}"
 
