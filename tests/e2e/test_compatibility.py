@@ -71,7 +71,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from tests.helpers.promtext import total
+from tests.helpers.promtext import samples
 from tests.helpers.support import Server, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -807,9 +807,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         }
         for name, future in cli.items():
             answers[(name, "cli")] = future.result()
-        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        # Parsed once: the exposition of 32 models takes a while to parse.
+        counts = samples(
+            httpx.get(server.url + "/metrics", timeout=10).text, "modelserve_batch_size_count"
+        )
         calls = {
-            name: total(metrics, "modelserve_batch_size_count", {"model": name}) for name in cases
+            name: sum(s.value for s in counts if s.labels.get("model") == name) for name in cases
         }
         yield World(cases, answers, registry, server.logs(), calls)
 
