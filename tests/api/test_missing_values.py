@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.registry.store import Registry
-from tests.helpers.mixed import MIXED, register_churn
+from tests.helpers.mixed import MIXED, copy_registered, register_churn
 
 ROW: dict[str, Any] = {
     "plan": "basic", "country": "de", "seats": 3, "monthly_fee": 41.5, "autopay": True,
@@ -61,11 +61,19 @@ ROUTES: dict[str, Callable[[TestClient, dict[str, Any]], Any]] = {
 }  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def churn_registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The churn model registered once for the module (``modelserve register``)."""
+    workdir = tmp_path_factory.mktemp("churn")
+    register_churn(workdir / "models", workdir)
+    return workdir / "models"
+
+
 @pytest.fixture
 def churn(
-    registry_path: Path, tmp_path: Path, make_client: Callable[..., TestClient]
+    registry_path: Path, churn_registered: Path, make_client: Callable[..., TestClient]
 ) -> tuple[TestClient, Any]:
-    register_churn(registry_path, tmp_path)
+    copy_registered(churn_registered, registry_path)
     model = Registry(registry_path).load(MIXED, "1").estimator
     return make_client(), model
 

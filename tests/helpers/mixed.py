@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import joblib
@@ -75,3 +76,9 @@ def register_churn(registry: Path, workdir: Path, name: str = MIXED) -> Path:
     done = run_cli(*args, "--promote", "--registry", str(registry))
     assert done.returncode == 0, done.stdout + done.stderr
     return sample
+
+
+def copy_registered(template: Path, registry: Path, name: str = MIXED) -> None:
+    """Put a model registered once (``register_churn`` into ``template``) into ``registry``, as
+    registering it there would: a module registers it once, each test gets its own copy."""
+    shutil.copytree(template / name, registry / name, ignore=shutil.ignore_patterns(".lock"))
