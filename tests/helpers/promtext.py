@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 
@@ -9,12 +10,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> tuple[Sample, ...]:
+    """Every sample of an exposition, parsed once however many totals a test reads from it
+    (parsing an in-process app's /metrics takes a while once a worker has run many apps)."""
+    return tuple(s for family in text_string_to_metric_families(text) for s in family.samples)
+
+
 def samples(text: str, name: str) -> list[Sample]:
     """Every sample whose name is exactly ``name`` (e.g. ``modelserve_predictions_total``)."""
-    found: list[Sample] = []
-    for family in text_string_to_metric_families(text):
-        found.extend(s for s in family.samples if s.name == name)
-    return found
+    return [s for s in _parsed(text) if s.name == name]
 
 
 def total(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
