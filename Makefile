@@ -26,19 +26,20 @@ lint: install  ## ruff, the layer contracts (import-linter) and copied blocks in
 typecheck: install
 	$(BIN)/mypy
 
-# pytest-xdist workers for unit and check. tests/conftest.py keeps a module that shares a server
+# pytest-xdist workers for unit and check: 4 on 2 cores, since many tests wait on servers,
+# Prometheus or a label delay. tests/conftest.py keeps a module that shares a server
 # on one worker and starts the long e2e modules first; the xdist_group "load" (soak, backpressure,
 # canary share, swaps under load) runs on one worker, one test at a time.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
-unit: install  ## the whole suite on $(PYTEST_WORKERS) parallel workers (pytest -n, about 10 min; serial: 20)
+unit: install  ## the whole suite on $(PYTEST_WORKERS) parallel workers (pytest -n: about 9 min on 2 cores, 20 serial)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: check
 check: lint typecheck  ## the fast tier, under 2 min: lint, mypy and the tests that start no server or CLI process
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not e2e and not slow" -q
 
-test: lint typecheck check-rules docs unit  ## everything CI runs, about 12 min (pytest last: its summary closes the log)
+test: lint typecheck check-rules docs unit  ## everything CI runs, about 10 min on 2 cores (pytest last: its summary closes the log)
 
 .PHONY: docs
 docs: install  ## the documentation site, strictly (a broken link or anchor fails), into site/
