@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", action="store_true", help="one line per file")
     parser.add_argument("root", nargs="?", default=str(ROOT / "tests"))
     args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
     total: Counter[str] = Counter()
-    for path in sorted(Path(args.root).rglob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         counts = count_file(path)
         total.update(counts)
         if args.files and counts:
             cells = " ".join(f"{counts[k]:4d}" for k in KINDS)
-            print(f"{cells}  {path.relative_to(ROOT)}")
+            print(f"{cells}  {path.relative_to(root.parent)}")  # tests/..., whichever checkout
     if args.files:
         print("  ".join(KINDS))
     for kind in KINDS:
