@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,17 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
     )
 
 
+def _unique_nodeids(items: list[pytest.Item]) -> None:
+    """One nodeid per test: schemathesis 4 names each API operation's test ``test[POST /predict]``
+    but, on pytest 9.2, gives them all the function's nodeid. pytest-xdist tells tests apart by
+    nodeid: it ran and reported 1 of the 24 operations of test_fuzz_openapi (serially: 24)."""
+    seen = Counter(item.nodeid for item in items)
+    for item in items:
+        parent, _, name = item.nodeid.rpartition("::")
+        if seen[item.nodeid] > 1 and parent and name != item.name:
+            item._id = NodeId.parse(f"{parent}::{item.name}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark, group and order the tests for ``pytest -n N --dist loadgroup`` (make test).
@@ -45,6 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     - Modules that start real servers (``e2e``) come first: the long tests start early and
       the short in-process ones fill the end, so no worker finishes long after the others.
     """
+    _unique_nodeids(items)
     by_module: dict[str, list[pytest.Item]] = {}
     for item in items:
         if "server_factory" in getattr(item, "fixturenames", ()):
