@@ -29,8 +29,9 @@ from app.api.grpc import grpc_predict_v2_pb2 as pb2
 from app.config import Settings
 from app.registry.store import Registry
 from tests.helpers.app_factory import build_app, ready_client
-from tests.helpers.grpc_client import bits, infer_request, outputs, stub
+from tests.helpers.grpc_client import infer_request, outputs, stub
 from tests.helpers.mixed import MIXED, TARGET, churn_frame, register_churn
+from tests.helpers.oip_tensors import bits
 from tests.helpers.support import copy_registry, free_port
 
 DEFAULT = "breast-cancer"

@@ -6,8 +6,6 @@ body naming where."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.registry.store import Registry
-from tests.helpers.mixed import MIXED, TARGET, churn_frame, copy_registered, register_churn
+from tests.helpers.mixed import MIXED, TARGET, churn_frame
 
 DEFAULT = "breast-cancer"
 CSV = {"content-type": "text/csv"}
@@ -24,22 +22,6 @@ CSV = {"content-type": "text/csv"}
 
 def _post_csv(client: TestClient, path: str, text: str, content_type: str = "text/csv") -> Any:
     return client.post(path, content=text.encode(), headers={"content-type": content_type})
-
-
-@pytest.fixture(scope="module")
-def churn_registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The churn model registered once for the module (``modelserve register``)."""
-    workdir = tmp_path_factory.mktemp("churn")
-    register_churn(workdir / "models", workdir)
-    return workdir / "models"
-
-
-@pytest.fixture
-def churn(
-    registry_path: Path, churn_registered: Path, make_client: Callable[..., TestClient]
-) -> tuple[TestClient, Any]:
-    copy_registered(churn_registered, registry_path)
-    return make_client(), Registry(registry_path).load(MIXED, "1").estimator
 
 
 @pytest.mark.parametrize("rows", [1, 50])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +15,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.registry.store import Registry
-from tests.helpers.mixed import MIXED, copy_registered, register_churn
+from tests.helpers.mixed import MIXED
 
 ROW: dict[str, Any] = {
     "plan": "basic", "country": "de", "seats": 3, "monthly_fee": 41.5, "autopay": True,
@@ -59,23 +57,6 @@ def _prediction(route: str, response: Any) -> Any:
 ROUTES: dict[str, Callable[[TestClient, dict[str, Any]], Any]] = {
     "v1": _v1, "v2": _v2, "mlflow": _mlflow,
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def churn_registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The churn model registered once for the module (``modelserve register``)."""
-    workdir = tmp_path_factory.mktemp("churn")
-    register_churn(workdir / "models", workdir)
-    return workdir / "models"
-
-
-@pytest.fixture
-def churn(
-    registry_path: Path, churn_registered: Path, make_client: Callable[..., TestClient]
-) -> tuple[TestClient, Any]:
-    copy_registered(churn_registered, registry_path)
-    model = Registry(registry_path).load(MIXED, "1").estimator
-    return make_client(), model
 
 
 @pytest.mark.parametrize("route", list(ROUTES))

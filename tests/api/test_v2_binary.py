@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,29 +29,18 @@ from app.config import Settings
 from app.registry.store import Registry
 from tests.helpers.app_factory import ready_client
 from tests.helpers.mixed import MIXED, TARGET, churn_frame, register_churn
+from tests.helpers.oip_tensors import NUMPY, bits, from_bytes, tensor_bytes
 from tests.helpers.support import copy_registry
 
 ClientFactory = Callable[..., TestClient]
 HEADER = "Inference-Header-Content-Length"
 DEFAULT = "breast-cancer"
-NUMPY = {
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4",
-    "INT64": "<i8", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "BOOL": "<u1",
-}  # fmt: skip
 CHURN_TYPES = {"plan": "BYTES", "country": "BYTES", "seats": "INT64", "monthly_fee": "FP64",
                "autopay": "BOOL", "tenure_months": "FP64"}  # fmt: skip
 BOTH = [{"name": "predict"}, {"name": "predict_proba"}]
 
 
 # ---- the extension, written from its text ----------------------------------------------------
-
-
-def tensor_bytes(values: Any, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        encoded = [str(v).encode() for v in np.ravel(np.asarray(values, dtype=object))]
-        return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
-    return np.ascontiguousarray(values).astype(NUMPY[datatype]).tobytes()
 
 
 def binary_body(request: dict[str, Any], raw: list[bytes]) -> tuple[bytes, dict[str, str]]:
@@ -100,27 +88,9 @@ def decode_answer(response: Any) -> dict[str, Any]:
             continue  # asked for as JSON
         size = output.pop("parameters")["binary_data_size"]
         chunk, rest = rest[:size], rest[size:]
-        output["data"] = _values(chunk, output["datatype"])
+        output["data"] = from_bytes(chunk, output["datatype"])
     assert rest == b""
     return dict(body)
-
-
-def _values(chunk: bytes, datatype: str) -> list[Any]:
-    if datatype == "BYTES":
-        values, offset = [], 0
-        while offset < len(chunk):
-            (length,) = struct.unpack_from("<I", chunk, offset)
-            values.append(chunk[offset + 4 : offset + 4 + length].decode())
-            offset += 4 + length
-        return values
-    array = np.frombuffer(chunk, NUMPY[datatype])
-    out: list[Any] = (array.astype(bool) if datatype == "BOOL" else array).tolist()
-    return out
-
-
-def _bits(values: list[Any]) -> list[Any]:
-    """Floats as their exact bit patterns (NaN-safe, -0.0 distinct), everything else as is."""
-    return [v.hex() if isinstance(v, float) else v for v in values]
 
 
 # ---- models and data -------------------------------------------------------------------------
@@ -191,7 +161,7 @@ def test_one_fp64_matrix_answers_as_json_does_and_as_the_model(
     model = registry.load(DEFAULT, "1").estimator
     predict, proba = binary.json()["outputs"]
     assert predict["data"] == model.predict(rows).tolist()
-    assert _bits(proba["data"]) == _bits(model.predict_proba(rows).ravel().tolist())
+    assert bits(proba["data"]) == bits(model.predict_proba(rows).ravel().tolist())
     assert proba["shape"] == [n, 2]
 
 
@@ -210,7 +180,7 @@ def test_binary_outputs_decode_to_the_json_answer(
     decoded["outputs"][2]["data"] = as_json["outputs"][2]["data"]
     assert [o["datatype"] for o in decoded["outputs"]] == ["INT64", "FP64", "BYTES"]
     for got, want in zip(decoded["outputs"], as_json["outputs"], strict=True):
-        assert got == want and _bits(got["data"]) == _bits(want["data"])
+        assert got == want and bits(got["data"]) == bits(want["data"])
     assert decoded["model_name"] == DEFAULT and decoded["id"] == "x"
 
 
@@ -260,7 +230,7 @@ def test_one_tensor_per_feature_with_bytes_bool_and_nan(
     assert binary.content == as_json.content
     predict, proba = binary.json()["outputs"]
     assert predict["datatype"] == "BYTES" and predict["data"] == model.predict(frame).tolist()
-    assert _bits(proba["data"]) == _bits(model.predict_proba(frame).ravel().tolist())
+    assert bits(proba["data"]) == bits(model.predict_proba(frame).ravel().tolist())
     flag = {"binary_data_output": True}
     decoded = decode_answer(
         send_binary(client, MIXED, inputs, id="c", outputs=BOTH, parameters=flag)

@@ -4,7 +4,8 @@ Two workers each bind ``MODELSERVE_GRPC_PORT`` (SO_REUSEPORT). Sixteen clients, 
 channel, send single-row ModelInfer calls at once, typed and raw in turn, for a tree model the
 server may merge requests for (``tests/helpers/toy_models``, 5 ms a call): every answer must be
 the model's in-process to the last bit, rows must be merged into batches (fewer model calls
-than rows), and /metrics must count exactly the calls sent.
+than rows), one bad call per client amid the load must be INVALID_ARGUMENT naming the input,
+and /metrics must count exactly the calls sent, by outcome.
 Then a slow model: calls in flight when SIGTERM arrives are all answered before it exits (0).
 """
 
@@ -23,7 +24,8 @@ import numpy as np
 import pytest
 
 from app.registry.store import Registry
-from tests.helpers.grpc_client import bits, infer_request, outputs, stub
+from tests.helpers.grpc_client import infer_request, outputs, stub
+from tests.helpers.oip_tensors import bits
 from tests.helpers.promtext import total
 from tests.helpers.support import Server, free_port, wait_all_workers_ready
 from tests.helpers.toy_models import TOY, iris, toy_env, toy_registry
@@ -31,6 +33,7 @@ from tests.helpers.toy_models import TOY, iris, toy_env, toy_registry
 pytestmark = pytest.mark.e2e
 
 CLIENTS, CALLS = 16, 25
+BAD_AT = 10  # each client's call that sends a row of 3 features instead of 4
 OUTPUTS = ("predict", "predict_proba")
 OK_INFER = {"method": "ModelInfer", "code": "OK"}
 
@@ -63,6 +66,16 @@ def test_two_workers_answer_sixteen_clients_exactly_and_count_every_call(tmp_pat
                 grpc_stub = stub(channel)
                 start.wait()
                 for i, row in enumerate(rows):
+                    if i == BAD_AT:  # one bad call amid the load: refused, naming the input
+                        bad = infer_request(TOY, [("x", "FP64", row[None, :3])], i % 2 == 1)
+                        try:
+                            grpc_stub.ModelInfer(bad, timeout=30)
+                            failures.append(f"client {k}: a 3-feature row was answered")
+                        except grpc.RpcError as error:
+                            if error.code() != grpc.StatusCode.INVALID_ARGUMENT or (
+                                "inputs[0]" not in (error.details() or "")
+                            ):
+                                failures.append(f"client {k}: {error.code()} {error.details()}")
                     request = infer_request(TOY, [("x", "FP64", row[None, :])], i % 2 == 1, OUTPUTS)
                     got = outputs(grpc_stub.ModelInfer(request, timeout=30))
                     want = model.predict_proba(row[None, :]).ravel().tolist()
@@ -81,7 +94,9 @@ def test_two_workers_answer_sixteen_clients_exactly_and_count_every_call(tmp_pat
     sent = CLIENTS * CALLS
     grpc_calls = "modelserve_grpc_requests_total"
     assert total(after, grpc_calls, OK_INFER) - total(before, grpc_calls, OK_INFER) == sent
-    assert total(after, grpc_calls) - total(before, grpc_calls) == sent  # no other outcome
+    bad = {"method": "ModelInfer", "code": "INVALID_ARGUMENT"}
+    assert total(after, grpc_calls, bad) - total(before, grpc_calls, bad) == CLIENTS
+    assert total(after, grpc_calls) - total(before, grpc_calls) == sent + CLIENTS  # nothing else
     rows = total(after, "modelserve_batch_size_sum", {"model": TOY}) - total(
         before, "modelserve_batch_size_sum", {"model": TOY}
     )

@@ -7,7 +7,6 @@ protocol says); ``outputs`` reads an answer's tensors back to Python lists eithe
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import grpc
@@ -15,8 +14,8 @@ import numpy as np
 
 from app.api.grpc import grpc_predict_v2_pb2 as pb2
 from tests.helpers import grpc_predict_v2_pb2_grpc as pb2_grpc
+from tests.helpers.oip_tensors import from_bytes, tensor_bytes
 
-NUMPY = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8", "BOOL": "<u1"}
 TYPED = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents",
          "INT64": "int64_contents", "BOOL": "bool_contents", "BYTES": "bytes_contents"}  # fmt: skip
 
@@ -24,14 +23,6 @@ TYPED = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_content
 def stub(channel: grpc.Channel) -> Any:
     """``GRPCInferenceServiceStub`` (generated code, untyped)."""
     return pb2_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
-
-
-def tensor_bytes(values: Any, datatype: str) -> bytes:
-    flat = np.ravel(np.asarray(values, dtype=object if datatype == "BYTES" else None))
-    if datatype == "BYTES":
-        encoded = [str(v).encode() for v in flat]
-        return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
-    return np.ascontiguousarray(flat).astype(NUMPY[datatype]).tobytes()
 
 
 def tensor(
@@ -71,28 +62,10 @@ def outputs(response: pb2.ModelInferResponse) -> dict[str, tuple[list[int], str,
     for i, out in enumerate(response.outputs):
         if raw:
             assert not out.HasField("contents")
-            values = _from_bytes(raw[i], out.datatype)
+            values = from_bytes(raw[i], out.datatype)
         else:
             values = list(getattr(out.contents, TYPED[out.datatype]))
             if out.datatype == "BYTES":
                 values = [v.decode() for v in values]
         read[out.name] = (list(out.shape), out.datatype, values)
     return read
-
-
-def _from_bytes(chunk: bytes, datatype: str) -> list[Any]:
-    if datatype == "BYTES":
-        values, offset = [], 0
-        while offset < len(chunk):
-            (length,) = struct.unpack_from("<I", chunk, offset)
-            values.append(chunk[offset + 4 : offset + 4 + length].decode())
-            offset += 4 + length
-        return values
-    array = np.frombuffer(chunk, NUMPY[datatype])
-    out: list[Any] = (array.astype(bool) if datatype == "BOOL" else array).tolist()
-    return out
-
-
-def bits(values: list[Any]) -> list[Any]:
-    """Floats as their exact bit patterns (NaN-safe), everything else as is."""
-    return [v.hex() if isinstance(v, float) else v for v in values]

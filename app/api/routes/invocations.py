@@ -100,31 +100,25 @@ _NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(
-    "/ping",
-    response_class=PlainTextResponse,
-    responses=_NOT_READY,
-    summary="MLflow's readiness probe: 200 once every served model is ready",
-)
 async def ping(manager: ManagerDep) -> Response:
-    return _ready(manager.ready)
+    # MLflow's scoring server answers a newline; its client reads only the status.
+    return PlainTextResponse("\n", status_code=200 if manager.ready else 503)
 
 
-@router.get(
-    "/health",
-    response_class=PlainTextResponse,
-    responses=_NOT_READY,
-    summary="The same as /ping (MLflow)",
-)
-async def health(manager: ManagerDep) -> Response:
-    return _ready(manager.ready)
+for _path, _summary in (
+    ("/ping", "MLflow's readiness probe: 200 once every served model is ready"),
+    ("/health", "The same as /ping (MLflow)"),
+):
+    router.add_api_route(
+        _path,
+        ping,
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        responses=_NOT_READY,
+        summary=_summary,
+    )
 
 
 @router.get("/version", response_class=PlainTextResponse, summary="The server's version")
 async def version() -> Response:
     return PlainTextResponse(__version__)
-
-
-def _ready(ready: bool) -> Response:
-    # MLflow's scoring server answers a newline; its client reads only the status.
-    return PlainTextResponse("\n", status_code=200 if ready else 503)
