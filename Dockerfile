@@ -52,13 +52,15 @@ ENV PATH="/opt/venv/bin:$PATH" \
     MODELSERVE_REGISTRY=/app/models \
     MODELSERVE_HOST=0.0.0.0 \
     MODELSERVE_PORT=8000 \
+    MODELSERVE_GRPC_PORT=8081 \
     MODELSERVE_WORKERS=2 \
     MODELSERVE_LOG_FORMAT=json \
     MODELSERVE_PREDICTION_LOG=/app/data/predictions.db \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 
 USER 10001:10001
-EXPOSE 8000
+# 8000: HTTP (REST, /metrics, probes); 8081: OIP v2 gRPC (inference.GRPCInferenceService).
+EXPOSE 8000 8081
 VOLUME ["/app/data"]
 
 # No curl in the image: the standard library asks /health/ready (503 or no answer -> exit 1).

@@ -21,23 +21,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import grpc
 import httpx
 import yaml
 
 from scripts import stack_test_balancer as balancer
 from scripts.stack_test_engine import LABEL, ROOT, example_and_truth, run, wait_until
+from tests.helpers.grpc_client import infer_request, outputs, stub
 from tests.helpers.support import free_port
 
 PROJECT = "modelserve-stack-test"
 SERVICES = ("balancer", "modelserve", "prometheus", "alertmanager", "alert-webhook")
 HAPROXY_CFG = "/usr/local/etc/haproxy/haproxy.cfg"
-# A replica's own count of GET /health/live (nothing else asks it; the healthcheck asks
-# /health/ready), from inside its container: its :8000 is not on the host.
-COUNT_LIVE = (
-    "import urllib.request as u; t = u.urlopen('http://127.0.0.1:8000/metrics', timeout=10)"
+# A replica's own count of a series (summed over the samples of that name whose line holds the
+# second argument), from inside its container: its :8000 is not on the host. GET /health/live
+# is asked by nothing else (the healthcheck asks /health/ready).
+COUNT = (
+    "import sys, urllib.request as u; t = u.urlopen('http://127.0.0.1:8000/metrics', timeout=10)"
     ".read().decode(); print(sum(float(line.rsplit(' ', 1)[1]) for line in t.splitlines()"
-    " if line.startswith('http_requests_total{') and 'handler=\"/health/live\"' in line))"
+    " if line.startswith(sys.argv[1] + '{') and sys.argv[2] in line))"
 )
+LIVE = ("http_requests_total", 'handler="/health/live"')
+GRPC_INFER = ("modelserve_grpc_requests_total", 'method="ModelInfer"')
+GRPC_CALLS = 90
 FRESH_CONNECTIONS = 300
 OVERRIDE = """\
 services:
@@ -51,11 +57,12 @@ services:
 
 
 def _balancer_ports(stats: int) -> str:
-    """The committed balancer ports, its API line unchanged, the stats port moved."""
+    """The committed balancer ports, its API and gRPC lines unchanged, the stats port moved."""
     committed = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     ports = [str(p) for p in committed["services"]["balancer"]["ports"]]
     (api,) = [p for p in ports if p.endswith(":8000")]
-    return json.dumps([api, f"127.0.0.1:{stats}:8404"])
+    (grpc_line,) = [p for p in ports if p.endswith(":8081")]
+    return json.dumps([api, grpc_line, f"127.0.0.1:{stats}:8404"])
 
 
 class Stack:
@@ -72,7 +79,7 @@ class Stack:
             )
         )
         self.env = {**os.environ, "MODELSERVE_IMAGE": image, "COMPOSE_PROJECT_NAME": PROJECT}
-        for chosen in ("MODELSERVE_HOST_PORT", "MODELSERVE_HOST_IP"):  # the defaults, tested
+        for chosen in ("MODELSERVE_HOST_PORT", "MODELSERVE_GRPC_HOST_PORT", "MODELSERVE_HOST_IP"):
             self.env.pop(chosen, None)
         self.host_port = 8000
         self.stats_url = f"http://127.0.0.1:{self.stats_port}/stats"
@@ -136,10 +143,10 @@ class Stack:
     def replicas(self) -> list[str]:
         return self.compose("ps", "-q", "modelserve").stdout.split()
 
-    def replica_live_counts(self) -> dict[str, float]:
-        """Each replica's count of GET /health/live, from its own /metrics."""
+    def replica_counts(self, series: tuple[str, str] = LIVE) -> dict[str, float]:
+        """Each replica's count of ``series`` (default: GET /health/live), from its /metrics."""
         return {
-            cid[:12]: float(run("docker", "exec", cid, "python", "-c", COUNT_LIVE).stdout)
+            cid[:12]: float(run("docker", "exec", cid, "python", "-c", COUNT, *series).stdout)
             for cid in self.replicas()
         }
 
@@ -231,16 +238,34 @@ class Stack:
             'haproxy_backend_active_servers{proxy="modelserve"} == 3',
             f"{len(groups)} rule groups, {len(rules)} rules",
             self.spread(),
+            self.grpc_spread(),
         ]
+
+    def grpc_spread(self) -> str:
+        """gRPC calls on one HTTP/2 connection to the balancer's gRPC port are spread call by
+        call over every replica, and each answer is the model's own."""
+        example, truth = example_and_truth()
+        before = self.replica_counts(GRPC_INFER)
+        request = infer_request("breast-cancer", [("input-0", "FP64", [example])], raw=True)
+        with grpc.insecure_channel("127.0.0.1:8081") as channel:
+            call = stub(channel).ModelInfer
+            answers = [outputs(call(request, timeout=10))["predict"][2] for _ in range(GRPC_CALLS)]
+        assert all(a == truth for a in answers), answers[:3]
+        after = self.replica_counts(GRPC_INFER)
+        served = {cid: after[cid] - before.get(cid, 0.0) for cid in after}
+        assert len(served) == 3 and sum(served.values()) == GRPC_CALLS, served
+        assert all(n > 0 for n in served.values()), served
+        counts = ", ".join(f"{cid} {n:.0f}" for cid, n in sorted(served.items()))
+        return f"{GRPC_CALLS} gRPC ModelInfer calls on one connection to :8081: {counts}"
 
     def spread(self) -> str:
         """Requests over fresh connections to the one host port reach every replica."""
         (port,) = self.api_ports()
-        before = self.replica_live_counts()
+        before = self.replica_counts()
         for _ in range(FRESH_CONNECTIONS):
             with httpx.Client(timeout=10) as client:  # a new connection each time
                 client.get(f"http://127.0.0.1:{port}/health/live").raise_for_status()
-        after = self.replica_live_counts()
+        after = self.replica_counts()
         served = {cid: after[cid] - before.get(cid, 0.0) for cid in after}
         assert len(served) == 3 and sum(served.values()) == FRESH_CONNECTIONS, served
         assert all(n > 0 for n in served.values()), served

@@ -200,8 +200,9 @@ def test_the_balancer_publishes_the_host_port_and_finds_replicas_by_dns(
     balancer = service(stack, "balancer")
     repo, _, tag = balancer["image"].rpartition(":")
     assert repo == "haproxy" and tag.startswith("2.6"), balancer["image"]
-    api, stats_port = sorted(balancer["ports"], key=lambda p: int(p["target"]))
+    api, grpc, stats_port = sorted(balancer["ports"], key=lambda p: int(p["target"]))
     assert (api["host_ip"], api["published"], api["target"]) == ("127.0.0.1", "8000", 8000)
+    assert (grpc["host_ip"], grpc["published"], grpc["target"]) == ("127.0.0.1", "8081", 8081)
     assert (stats_port["host_ip"], stats_port["target"]) == ("127.0.0.1", 8404)
     moved = service(
         compose_config(MODELSERVE_HOST_PORT="8080", MODELSERVE_HOST_IP="0.0.0.0"), "balancer"
@@ -209,6 +210,8 @@ def test_the_balancer_publishes_the_host_port_and_finds_replicas_by_dns(
     assert {(p["host_ip"], p["published"]) for p in moved["ports"] if p["target"] == 8000} == {
         ("0.0.0.0", "8080")
     }
+    moved_grpc = service(compose_config(MODELSERVE_GRPC_HOST_PORT="9081"), "balancer")
+    assert {p["published"] for p in moved_grpc["ports"] if p["target"] == 8081} == {"9081"}
     assert balancer["read_only"] is True and "user" not in balancer  # the image's user, not root
     assert "network_mode" not in balancer and "depends_on" not in balancer
 
@@ -223,6 +226,15 @@ def test_the_balancer_publishes_the_host_port_and_finds_replicas_by_dns(
     defaults = directive(backend, "default-server")
     for word in ("check", "resolvers", "init-addr"):
         assert word in defaults, defaults
+    # gRPC: HTTP/2 on both sides (each call balanced), replicas checked on their HTTP port.
+    grpc_port = load(ROOT / "Dockerfile", {}).env["MODELSERVE_GRPC_PORT"]
+    assert directive(sections["frontend grpc"], "bind") == [":8081", "proto", "h2"]
+    grpc_backend = sections["backend modelserve-grpc"]
+    template = directive(grpc_backend, "server-template")
+    assert template[2] == f"modelserve:{grpc_port}", template
+    assert template[template.index("proto") + 1] == "h2", template
+    assert template[template.index("check-proto") + 1] == "h1", template
+    assert template[template.index("port") + 1] == image_port, template
     resolvers = defaults[defaults.index("resolvers") + 1]
     assert directive(sections[f"resolvers {resolvers}"], "nameserver")[1] == "127.0.0.11:53"
     assert directive(backend, "option", "httpchk") == []

@@ -38,7 +38,7 @@ def image() -> Runtime:
 def test_image_contract(image: Runtime) -> None:
     assert image.base.startswith("python:3.11") and image.base.endswith("-slim-bookworm")
     assert image.user is not None and image.user.split(":")[0] not in {"0", "root"}
-    assert image.expose == ["8000"]
+    assert image.expose == ["8000", "8081"]
     assert image.cmd[:2] == ["modelserve", "serve"]
     # Listening address and worker count come from the environment, not from the CMD.
     assert image.env["MODELSERVE_HOST"] == "0.0.0.0"

@@ -125,8 +125,10 @@ def test_probes_ports_and_env_agree_with_the_server(
     fields = {env_var(name, info) for name, info in Settings.model_fields.items()}
     assert {n for n in env if n.startswith("MODELSERVE_")} <= fields
     assert settings.host == "0.0.0.0"
-    (port,) = container["ports"]
+    port, grpc_port = container["ports"]
     assert port["containerPort"] == settings.port == Settings.model_fields["port"].default
+    assert (grpc_port["name"], grpc_port["containerPort"]) == ("grpc", settings.grpc_port)
+    assert settings.grpc_port == Settings.model_fields["grpc_port"].default
     probes = {
         k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
     }
@@ -186,8 +188,10 @@ def test_labels_and_selectors_agree(objects: dict[tuple[str, str], dict[str, Any
     assert _matches(deployment["spec"]["selector"]["matchLabels"], pod_labels)
     service = objects[("Service", "modelserve")]
     assert _matches(service["spec"]["selector"], pod_labels)
-    (service_port,) = service["spec"]["ports"]
-    assert service_port["targetPort"] == _server(deployment["spec"]["template"])["ports"][0]["name"]
+    service_port, grpc_port = service["spec"]["ports"]
+    container_ports = [p["name"] for p in _server(deployment["spec"]["template"])["ports"]]
+    assert [service_port["targetPort"], grpc_port["targetPort"]] == container_ports
+    assert grpc_port["appProtocol"] == "grpc"
     assert _matches(
         objects[("PodDisruptionBudget", "modelserve")]["spec"]["selector"]["matchLabels"],
         pod_labels,
