@@ -1,0 +1,81 @@
+"""NVIDIA's tritonclient, unmodified and in its default settings, over HTTP and gRPC.
+
+``tritonclient.http`` sends tensors as binary data by default (issue #24, point 1) and
+``tritonclient.grpc`` as ``raw_input_contents``; both read outputs from raw bytes. The client
+script (``clients/tritonclient_calls.py``) runs in tritonclient's own virtualenv: the default
+model as one ``[N, 30]`` FP64 tensor, the churn pipeline as one tensor per feature (BYTES from
+object arrays of str, INT64, FP64 with NaN for a missing tenure, BOOL), batches of 1 and 50,
+with no requested outputs (the client then takes the server's default) and with ``predict``
+and ``predict_proba`` requested. Every value must be what the model returns in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.interop import (
+    BATCHES,
+    CHURN_TYPES,
+    DEFAULT,
+    Served,
+    cancer_rows,
+    check,
+    columns,
+    run_client,
+)  # fmt: skip
+from tests.helpers.mixed import MIXED
+
+pytestmark = pytest.mark.e2e
+DTYPES = {DEFAULT: "int64", MIXED: "object"}
+
+
+def _calls() -> list[dict[str, Any]]:
+    calls = []
+    for protocol in ("http", "grpc"):
+        for n in BATCHES:
+            cancer = [{"name": "input-0", "datatype": "FP64", "values": cancer_rows()[:n].tolist()}]
+            churn = [
+                {"name": name, "datatype": CHURN_TYPES[name], "values": values}
+                for name, values in columns(n).items()
+            ]
+            for model, inputs in ((DEFAULT, cancer), (MIXED, churn)):
+                for outputs in (None, ["predict", "predict_proba"]):
+                    calls.append(
+                        {"protocol": protocol, "model": model, "inputs": inputs,
+                         "outputs": outputs, "n": n}
+                    )  # fmt: skip
+    return calls
+
+
+def exchange(http: str, grpc: str, workdir: Path) -> dict[str, Any]:
+    """The calls made by tritonclient against ``http`` and ``grpc``; its report."""
+    spec = {"http": http, "grpc": grpc, "calls": _calls()}
+    return run_client("tritonclient", "tritonclient_calls.py", spec, workdir)
+
+
+def verify(served: Served, report: dict[str, Any]) -> None:
+    assert "binary_tensor_data" in report["extensions"]
+    assert report["grpc_ready"] is True
+    for call, got in zip(_calls(), report["calls"], strict=True):
+        model, n, protocol = call["model"], call["n"], call["protocol"]
+        where = f"tritonclient {protocol}, {model}, {n} rows, outputs {call['outputs']}"
+        if protocol == "http":  # every output came back as binary data, as asked by default
+            sizes = [
+                o.get("parameters", {}).get("binary_data_size") for o in got["response"]["outputs"]
+            ]
+            assert all(isinstance(s, int) and s > 0 for s in sizes), (where, got["response"])
+        predict = got["outputs"]["predict"]
+        assert predict["shape"] == [n] and predict["dtype"] == DTYPES[model], where
+        proba = got["outputs"].get("predict_proba")
+        if call["outputs"] is None:
+            assert list(got["outputs"]) == ["predict"], where  # modelserve's default output
+        else:
+            assert proba["dtype"] == "float64" and proba["shape"] == [n, 2], where
+        check(served, model, n, predict["values"], proba and proba["values"], where)
+
+
+def test_tritonclient_defaults_get_the_models_own_answers(served: Served, tmp_path: Path) -> None:
+    verify(served, exchange(served.http, served.grpc, tmp_path))
