@@ -1,9 +1,10 @@
 """The MLflow scoring protocol (``/invocations``), so MLflow clients switch without a change.
 
-A JSON body holds exactly one of ``dataframe_split`` (``{"columns", "data"}``),
-``dataframe_records`` (a list of objects), ``instances`` or ``inputs`` (a list of rows, or an
-object of columns); ``params`` is accepted and ignored. The answer is
-``{"predictions": [...]}``, the model's ``predict`` output, as MLflow's sklearn flavour gives.
+A JSON body holds exactly one of ``dataframe_split`` (``{"columns", "data"}``; columns
+``0, 1, ...``, a frame built from an array, are positions), ``dataframe_records`` (a list of
+objects), ``instances`` or ``inputs`` (a list of rows, or an object of columns); ``params`` is
+accepted and ignored. The answer is ``{"predictions": [...]}``, the model's ``predict`` output,
+as MLflow's sklearn flavour gives.
 A ``text/csv`` body (a header row of feature names, then rows) is typed by each feature's kind,
 as ``mlflow models serve`` reads it with pandas. Errors answer ``{"error_code", "message"}`` as
 MLflow's server does.
@@ -76,7 +77,7 @@ def _records(key: str, value: Any) -> tuple[list[Any], str]:
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise _bad(key, 'must be {"columns": [...], "data": [[...], ...]}')
         columns, data = value.get("columns"), value["data"]
-        if columns is None:
+        if columns is None or _positions(columns):
             return data, f"{key}.data"
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise _bad(f"{key}.columns", "must be a list of column names")
@@ -94,6 +95,17 @@ def _records(key: str, value: Any) -> tuple[list[Any], str]:
     if not isinstance(value, list):
         raise _bad(key, "must be a list of rows")
     return value, key
+
+
+def _positions(columns: Any) -> bool:
+    """``0, 1, ..., k-1``: the labels of a DataFrame built from an array (``pd.DataFrame(X)``,
+    what MLflow's client sends for it), which name positions, not features."""
+    return (
+        isinstance(columns, list)
+        and bool(columns)
+        and all(type(c) is int for c in columns)
+        and columns == list(range(len(columns)))
+    )
 
 
 def encode(result: InferenceResult) -> bytes:
