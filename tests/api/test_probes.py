@@ -1,5 +1,5 @@
-"""The probes other servers' clients poll: KServe V1's model list and model status, MLflow's
-/ping, /health and /version. Each is answered the way that client expects, ready or not."""
+"""The probes other servers' clients poll: KServe V1's liveness (GET /), model list and model
+status, MLflow's /ping, /health and /version. Each is answered the way that client expects, ready or not."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def test_kserve_v1_lists_served_models_and_says_each_is_ready(client: TestClient
     status = client.get(f"/v1/models/{MODEL}")
     assert status.status_code == 200
     assert status.json() == {"name": MODEL, "ready": True}
+
+
+def test_kserve_liveness_is_the_root_as_on_kserves_server(client: TestClient) -> None:
+    response = client.get("/")
+    assert (response.status_code, response.json()) == (200, {"status": "alive"})
+    assert client.get("/health/live").json() == response.json()
 
 
 def test_kserve_v1_status_of_an_unknown_model_is_a_named_404(client: TestClient) -> None:
@@ -53,6 +59,7 @@ def test_a_model_that_cannot_load_is_not_ready_on_every_probe(registry_path: Pat
                 break
             time.sleep(0.05)
         assert client.get("/health/ready").status_code == 503
+        assert client.get("/").status_code == 200  # alive: the process answers, not ready
         assert client.get(f"/v1/models/{MODEL}").json() == {"name": MODEL, "ready": False}
         assert client.get("/v1/models").json() == {"models": [MODEL]}
         assert client.get("/ping").status_code == 503

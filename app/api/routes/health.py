@@ -1,4 +1,5 @@
-"""Liveness and readiness."""
+"""Liveness and readiness: /health/live and /health/ready, and GET / (KServe's liveness: its
+server answers ``{"status": "alive"}`` there, and its SDK's ``is_server_live`` asks it)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import ManagerDep
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(tags=["health"])
 
 
-@router.get("/live", summary="The process is up")
 async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
+router.add_api_route("/health/live", live, methods=["GET"], summary="The process is up")
+router.add_api_route("/", live, methods=["GET"], summary="The process is up (KServe V1)")
+
+
 @router.get(
-    "/ready",
+    "/health/ready",
     summary="Every served model is loaded and warmed (503 until then)",
     responses={503: {"description": "Some model is not loaded yet, or failed to load"}},
 )

@@ -5,7 +5,8 @@ The client script (``clients/kserve_calls.py``) runs in kserve's own virtualenv 
 async clients. V1: ``InferenceRESTClient(RESTConfig(protocol="v1")).infer`` with
 ``{"instances": ...}``, the default model's rows as lists of 30 floats and the churn pipeline's
 as objects keyed by column, a missing tenure a Python NaN (which the client's orjson encoder
-sends as ``null``), and ``is_model_ready`` (``GET /v1/models/{name}``). V2 REST and gRPC: the
+sends as ``null``), ``is_server_live`` (``GET /``) and ``is_model_ready``
+(``GET /v1/models/{name}``). V2 REST and gRPC: the
 same ``InferRequest``, the default model as one ``[N, 30]`` FP64 tensor and the churn pipeline
 as one tensor per feature (BYTES from object arrays of str, INT64, FP64 with NaN for a missing
 tenure, BOOL), set with ``set_data_from_numpy`` (binary tensor data over REST,
@@ -82,7 +83,8 @@ def exchange(http: str, grpc: str, workdir: Path) -> dict[str, Any]:
 
 def verify(served: Served, report: dict[str, Any]) -> None:
     every = [True] * len(MODELS)
-    assert report["ready"] == {"v1_models": every, "v2_server": True, "v2_models": every,
+    assert report["ready"] == {"v1_server": True, "v2_live": True, "grpc_live": True,
+                               "v1_models": every, "v2_server": True, "v2_models": every,
                                "grpc_server": True, "grpc_models": every}  # fmt: skip
     for call, got in zip(_v1_calls(), report["v1"], strict=True):
         model, n = call["model"], call["n"]

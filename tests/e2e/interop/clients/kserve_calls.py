@@ -7,7 +7,7 @@ clients as its documentation shows, in their default settings, under ``asyncio.r
 
 - V1: ``InferenceRESTClient(RESTConfig(protocol="v1"))``, ``infer(base_url, data={"instances":
   ...}, model_name=...)`` (the client encodes the dict with orjson, which writes a NaN as
-  ``null``) and ``is_model_ready``;
+  ``null``), ``is_server_live`` (``GET /``) and ``is_model_ready``;
 - V2 REST: ``InferenceRESTClient(RESTConfig(protocol="v2"))`` with an ``InferRequest`` whose
   ``InferInput``s are set by ``set_data_from_numpy`` (binary tensor data by default), no
   requested outputs or ``RequestedOutput``s, and ``is_server_ready`` / ``is_model_ready``;
@@ -74,6 +74,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     grpc = InferenceGRPCClient(url=spec["grpc"])
     try:
         ready = {
+            "v1_server": await v1.is_server_live(url),
+            "v2_live": await v2.is_server_live(url),
+            "grpc_live": await grpc.is_server_live(),
             "v1_models": [await v1.is_model_ready(url, name) for name in models],
             "v2_server": await v2.is_server_ready(url),
             "v2_models": [await v2.is_model_ready(url, name) for name in models],
