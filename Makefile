@@ -67,7 +67,7 @@ check-deploy: install check-k8s  ## offline: compose config + schema, workflow/d
 	$(BIN)/python scripts/check_deploy.py
 
 .PHONY: bench
-bench: install  ## side-by-side benchmark (needs wrk): modelserve vs the textbook baseline, ~13 min
+bench: install  ## side-by-side benchmark (needs wrk, h2load): modelserve vs the textbook baseline, protocols, ~12 min
 	$(BIN)/python bench/run.py --markdown bench/latest.md
 
 lock: install  ## re-pin every dependency after changing pyproject.toml

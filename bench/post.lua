@@ -1,12 +1,16 @@
--- wrk script: POST one JSON body (a file named after `--`) and print the results as one JSON line.
--- Usage: wrk -t2 -c64 -d8s -s bench/post.lua URL -- body.json
+-- wrk script: POST one body (a file named after `--`) and print the results as one JSON line.
+-- Usage: wrk -t2 -c64 -d8s -s bench/post.lua URL -- body.json [content-type [Header: value]]
 
 function init(args)
-    local path = args[1] or error("usage: wrk ... -s post.lua URL -- body.json")
+    local path = args[1] or error("usage: wrk ... -s post.lua URL -- body [type [header]]")
     local fh = assert(io.open(path, "rb"))
     wrk.method = "POST"
     wrk.body = fh:read("*a")
-    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Content-Type"] = args[2] or "application/json"
+    if args[3] then
+        local name, value = args[3]:match("^([^:]+):%s*(.*)$")
+        wrk.headers[name] = value
+    end
     fh:close()
 end
 

@@ -3,11 +3,12 @@
 One command (``make bench``) trains a RandomForest(200) and a mixed-type pipeline
 (OneHotEncoder + HistGradientBoosting on a DataFrame) into a temporary registry copy next
 to the default logistic model, starts every server itself on loopback, warms up, runs wrk at
-c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest) and the
-shadow on/off check (``bench/shadow.py``, logistic at c=16) and prints
-a markdown table. ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma
-list of logistic, forest, mixed) benches only some models, without the overload check unless
-the forest is among them.
+c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest), the
+protocol table (``bench/protocols.py``: JSON, binary tensors, gRPC; needs h2load) and the
+shadow on/off check (``bench/shadow.py``, logistic at c=16) and prints a markdown table.
+``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma list of logistic,
+forest, mixed) benches only some models, without the overload check unless the forest is
+among them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bench.models import (
     predict_floor_ms,
     scorer_floor_ms,
 )
+from bench.protocols import protocol_rows
+from bench.protocols import report as protocol_report
 from bench.servers import (
     BenchServer,
     OverloadResult,
@@ -164,6 +167,11 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     parser.add_argument("--shadow-only", action="store_true", help="only the shadow on/off check")
     parser.add_argument(
+        "--protocols-only",
+        action="store_true",
+        help="only the protocol table (JSON, binary tensors, gRPC; needs h2load)",
+    )
+    parser.add_argument(
         "--models",
         type=_models,
         default=list(MODELS),
@@ -189,6 +197,13 @@ def main() -> None:
     if MIXED in models:
         records = example_records(registry, MIXED, 1)
         bodies[MIXED] = write_records_body(work / "body-mixed.json", records)
+    protocol_models = {m: example_rows(registry, LOGISTIC, 1)[0] for m in (LOGISTIC, FOREST)}
+    if args.protocols_only:
+        by_protocol = protocol_rows(
+            work, registry.root, protocol_models, args.duration, args.warmup
+        )
+        print("\n".join(protocol_report(by_protocol, KINDS)))
+        return
     if args.shadow_only:
         shadow_seconds = max(args.duration, SHADOW_RUN_S)
         print("\n".join(shadow_check(work, registry, body, shadow_seconds).report()))
@@ -209,6 +224,7 @@ def main() -> None:
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
     )
+    by_protocol = protocol_rows(work, registry.root, protocol_models, args.duration, args.warmup)
     shadow_seconds = max(args.duration, SHADOW_RUN_S)
     shadow = shadow_check(work, registry, body, shadow_seconds) if LOGISTIC in models else None
     load_after = _load()
@@ -233,6 +249,8 @@ def main() -> None:
                 f"| {_cell(two)} | {_ratio(two, base)} |"
             )
     lines += [
+        "",
+        *protocol_report(by_protocol, KINDS),
         "",
         "In-process floor (no HTTP, median of 30 calls), ms:",
         "",

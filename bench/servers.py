@@ -60,7 +60,15 @@ def write_records_body(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def wrk(url: str, body: Path, connections: int, seconds: float, timeout_s: float = 30) -> WrkResult:
+def wrk(
+    url: str,
+    body: Path,
+    connections: int,
+    seconds: float,
+    timeout_s: float = 30,
+    headers: tuple[str, ...] = (),
+) -> WrkResult:
+    """wrk POSTing ``body`` (JSON unless ``headers`` give the content type, then one header)."""
     threads = min(2, connections)
     cmd = [
         "wrk",
@@ -69,7 +77,7 @@ def wrk(url: str, body: Path, connections: int, seconds: float, timeout_s: float
         f"-d{max(1, round(seconds))}s",
         f"--timeout={max(1, round(timeout_s))}s",
     ]
-    cmd += ["-s", str(BENCH / "post.lua"), url, "--", str(body)]
+    cmd += ["-s", str(BENCH / "post.lua"), url, "--", str(body), *headers]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON "))
     raw = json.loads(line.removeprefix("WRK_JSON "))
