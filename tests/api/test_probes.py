@@ -1,5 +1,6 @@
 """The probes other servers' clients poll: KServe V1's liveness (GET /), model list and model
-status, MLflow's /ping, /health and /version. Each is answered the way that client expects, ready or not."""
+status, MLflow's /ping, /health and /version. Each is answered the way that client expects,
+ready or not."""
 
 from __future__ import annotations
 
