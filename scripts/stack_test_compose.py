@@ -223,11 +223,16 @@ class Stack:
             }
             haproxy = self.query('up{job="haproxy"} == 1')
             active = self.query('haproxy_backend_active_servers{proxy="modelserve"} == 3')
+            active = active and self.query(
+                'haproxy_backend_active_servers{proxy="modelserve-grpc"} == 3'
+            )
             ready = len(replicas) == 3 and set(up.values()) == {"1"} and len(up) == 3
             return replicas if ready and haproxy and active else []
 
         up = wait_until(
-            "three modelserve targets up, and HAProxy's with 3 active servers", all_up, 150
+            "three modelserve targets up, and HAProxy's backends with 3 active servers each",
+            all_up,
+            150,
         )
         groups = self.prom("/api/v1/rules")["groups"]
         rules = [r["name"] for g in groups for r in g["rules"]]
@@ -235,7 +240,7 @@ class Stack:
         return [
             f"HAProxy's servers UP: {', '.join(f'{n} {ip}' for ip, n in sorted(found.items()))}",
             f'Prometheus: up == 1 for {", ".join(up)}; up{{job="haproxy"}} == 1 and '
-            'haproxy_backend_active_servers{proxy="modelserve"} == 3',
+            'haproxy_backend_active_servers{proxy=~"modelserve|modelserve-grpc"} == 3',
             f"{len(groups)} rule groups, {len(rules)} rules",
             self.spread(),
             self.grpc_spread(),

@@ -227,18 +227,23 @@ def test_the_balancer_publishes_the_host_port_and_finds_replicas_by_dns(
     for word in ("check", "resolvers", "init-addr"):
         assert word in defaults, defaults
     # gRPC: HTTP/2 on both sides (each call balanced), replicas checked on their HTTP port.
+    assert directive(backend, "option", "httpchk") == []
+    check = directive(backend, "http-check", "send")
     grpc_port = load(ROOT / "Dockerfile", {}).env["MODELSERVE_GRPC_PORT"]
     assert directive(sections["frontend grpc"], "bind") == [":8081", "proto", "h2"]
     grpc_backend = sections["backend modelserve-grpc"]
     template = directive(grpc_backend, "server-template")
     assert template[2] == f"modelserve:{grpc_port}", template
     assert template[template.index("proto") + 1] == "h2", template
-    assert template[template.index("check-proto") + 1] == "h1", template
-    assert template[template.index("port") + 1] == image_port, template
+    # The checks' own connect rule: a check-proto on the template line reaches its first server
+    # only (HAProxy 2.6), the others' checks would speak h2 to the HTTP port and fail.
+    assert "check-proto" not in template, template
+    connect = directive(grpc_backend, "http-check", "connect")
+    assert connect[connect.index("port") + 1] == image_port, connect
+    assert connect[connect.index("proto") + 1] == "h1", connect
+    assert directive(grpc_backend, "http-check", "send") == check
     resolvers = defaults[defaults.index("resolvers") + 1]
     assert directive(sections[f"resolvers {resolvers}"], "nameserver")[1] == "127.0.0.11:53"
-    assert directive(backend, "option", "httpchk") == []
-    check = directive(backend, "http-check", "send")
     assert check[check.index("uri") + 1] == "/health/ready"
     assert directive(backend, "http-check", "expect") == ["status", "200"]
     assert set(directive(backend, "retry-on")) <= {"conn-failure", "empty-response"}
