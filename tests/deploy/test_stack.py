@@ -8,12 +8,10 @@ and prints each phase with its duration; a skip (no engine can start here) names
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers.support import ROOT
+from tests.helpers.streamed import run_driver
 
 pytestmark = [
     pytest.mark.stack,
@@ -24,21 +22,4 @@ pytestmark = [
 
 
 def test_image_and_compose_stack_on_a_real_engine() -> None:
-    # Streamed, not captured: a phase that hangs shows in CI's log before make's timeout hits.
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "scripts.stack_test"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    out = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        out.append(line)
-    text = "".join(out)
-    assert proc.wait(60) == 0, text[-4000:]
-    if "stack-test SKIPPED" in text:
-        pytest.skip(text.split("stack-test SKIPPED: ", 1)[1].strip())
-    assert "stack-test passed" in text
+    run_driver("scripts.stack_test", "stack-test")

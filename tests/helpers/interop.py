@@ -163,6 +163,26 @@ def columns(n: int) -> dict[str, list[Any]]:
     return {str(name): values.tolist() for name, values in churn_rows().head(n).items()}
 
 
+def v2_calls(protocols: tuple[str, str]) -> list[dict[str, Any]]:
+    """One OIP v2 inference per protocol, batch, model and outputs asked for (none, or both):
+    the default model's rows as one FP64 tensor, the churn pipeline's as a tensor per column."""
+    calls = []
+    for protocol in protocols:
+        for n in BATCHES:
+            cancer = [{"name": "input-0", "datatype": "FP64", "values": cancer_rows()[:n].tolist()}]
+            churn = [
+                {"name": name, "datatype": CHURN_TYPES[name], "values": values}
+                for name, values in columns(n).items()
+            ]
+            for model, inputs in ((DEFAULT, cancer), (MIXED, churn)):
+                for outputs in (None, ["predict", "predict_proba"]):
+                    calls.append(
+                        {"protocol": protocol, "model": model, "inputs": inputs,
+                         "outputs": outputs, "n": n}
+                    )  # fmt: skip
+    return calls
+
+
 @contextlib.contextmanager
 def serve(workdir: Path) -> Iterator[Served]:
     """A real server on loopback ports with both models registered, ready on HTTP and gRPC."""

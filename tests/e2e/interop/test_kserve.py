@@ -25,13 +25,13 @@ import pytest
 
 from tests.helpers.interop import (
     BATCHES,
-    CHURN_TYPES,
     DEFAULT,
     Served,
     cancer_rows,
     check,
     columns,
     run_client,
+    v2_calls,
 )  # fmt: skip
 from tests.helpers.mixed import MIXED
 
@@ -57,21 +57,7 @@ def _v1_calls() -> list[dict[str, Any]]:
 
 
 def _v2_calls() -> list[dict[str, Any]]:
-    calls = []
-    for protocol in ("rest", "grpc"):
-        for n in BATCHES:
-            cancer = [{"name": "input-0", "datatype": "FP64", "values": cancer_rows()[:n].tolist()}]
-            churn = [
-                {"name": name, "datatype": CHURN_TYPES[name], "values": values}
-                for name, values in columns(n).items()
-            ]
-            for model, inputs in ((DEFAULT, cancer), (MIXED, churn)):
-                for outputs in (None, ["predict", "predict_proba"]):
-                    calls.append(
-                        {"protocol": protocol, "model": model, "inputs": inputs,
-                         "outputs": outputs, "n": n}
-                    )  # fmt: skip
-    return calls
+    return v2_calls(("rest", "grpc"))
 
 
 def exchange(http: str, grpc: str, workdir: Path) -> dict[str, Any]:

@@ -17,14 +17,11 @@ from typing import Any
 import pytest
 
 from tests.helpers.interop import (
-    BATCHES,
-    CHURN_TYPES,
     DEFAULT,
     Served,
-    cancer_rows,
     check,
-    columns,
     run_client,
+    v2_calls,
 )  # fmt: skip
 from tests.helpers.mixed import MIXED
 
@@ -33,21 +30,7 @@ DTYPES = {DEFAULT: "int64", MIXED: "object"}
 
 
 def _calls() -> list[dict[str, Any]]:
-    calls = []
-    for protocol in ("http", "grpc"):
-        for n in BATCHES:
-            cancer = [{"name": "input-0", "datatype": "FP64", "values": cancer_rows()[:n].tolist()}]
-            churn = [
-                {"name": name, "datatype": CHURN_TYPES[name], "values": values}
-                for name, values in columns(n).items()
-            ]
-            for model, inputs in ((DEFAULT, cancer), (MIXED, churn)):
-                for outputs in (None, ["predict", "predict_proba"]):
-                    calls.append(
-                        {"protocol": protocol, "model": model, "inputs": inputs,
-                         "outputs": outputs, "n": n}
-                    )  # fmt: skip
-    return calls
+    return v2_calls(("http", "grpc"))
 
 
 def exchange(http: str, grpc: str, workdir: Path) -> dict[str, Any]:
