@@ -25,10 +25,12 @@ from tests.helpers.traffic import simulated
 
 pytestmark = pytest.mark.e2e
 # Short steps for a test; the latency and accuracy margins are wide because two equally good
-# versions differ by noise on a few hundred labels (the limits themselves are unit-tested).
+# versions differ by noise on a few hundred labels, and a p99 of some 90 requests on a machine
+# busy with other tests is one stall (CI saw 15.5 ms against 0.35 ms); the limits themselves
+# are unit-tested, and these candidates fail on errors and accuracy, not latency.
 ROLLOUT = (
     "--steps", "25,50,100", "--interval", "8s", "--min-requests", "10", "--min-labels", "15",
-    "--max-p99-ratio", "20", "--min-accuracy-delta", "-0.1",
+    "--max-p99-ratio", "20", "--latency-slack-ms", "250", "--min-accuracy-delta", "-0.1",
 )  # fmt: skip
 
 
