@@ -38,6 +38,13 @@ APT_PACKAGES = (
     "dpkg-dev",
     "golang-github-modern-go-reflect2-dev",
     "golang-github-json-iterator-go-dev",
+    # what make k8s-test runs beside the cluster: its Prometheus, load and prediction log
+    "prometheus",
+    "wrk",
+    "postgresql",
+    "iproute2",
+    "iptables",
+    "openssl",
 )
 GOCODE = Path("/usr/share/gocode/src")
 VENDORED = ("github.com/modern-go/reflect2", "github.com/json-iterator/go")
