@@ -82,7 +82,7 @@ stack-test: install  ## real Docker engine: image, container, compose stack (not
 		$(BIN)/pytest -m stack -p no:cacheprovider -s -q tests/deploy/test_stack.py
 
 .PHONY: k8s-test
-k8s-test: install  ## a real two-node Kubernetes 1.20 (built once from Debian's source, cached): the shipped manifests, rollouts, promote (not in make test; ~10 min cached)
+k8s-test: install  ## a real two-node Kubernetes 1.20 (built once from Debian's source, cached): the shipped manifests, rollouts, promote, HPA (not in make test; ~8 min cached, ~14 cold)
 	MODELSERVE_K8S_TEST=1 timeout --kill-after=60 $${K8S_TEST_TIMEOUT_S:-2400} \
 		$(BIN)/pytest -m k8s -p no:cacheprovider -s -q tests/deploy/test_k8s_cluster.py
 

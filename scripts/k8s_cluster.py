@@ -31,6 +31,7 @@ from scripts.k8s_procs import Processes, netns_cmd
 from scripts.stack_test_engine import run, wait_until
 
 API_PORT = 6443
+ENDPOINTS_BATCH_S = 3
 # What kubelet sets on the host at start (pkg/kubelet/cm: setupKernelTunables): restored after.
 KERNEL_TUNABLES = (
     "vm/overcommit_memory",
@@ -190,6 +191,12 @@ class Cluster:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'apiserver.crt'}",
                 "--horizontal-pod-autoscaler-sync-period=5s",
+                # A pod's leaving reaches kube-proxy up to this late, as on a large cluster
+                # (where these are set to spare the API server, and propagation takes seconds);
+                # on two idle nodes it is milliseconds, and no test could see what a preStop
+                # wait is for.
+                f"--endpoint-updates-batch-period={ENDPOINTS_BATCH_S}s",
+                f"--endpointslice-updates-batch-period={ENDPOINTS_BATCH_S}s",
                 "--bind-address=127.0.0.1",
             ],
             netns=ns,

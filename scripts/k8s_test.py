@@ -366,13 +366,14 @@ class K8sTest:
             f"set image {self.rollout_image}: rolled in {seconds:.0f} s; under c={CONCURRENCY} "
             f"{summary(result)}; {wrk_summary(result['wrk'])}"
         ]
-        # The same rollout from scratch copies of the Deployment without its preStop wait and
-        # without its readiness probe, reported, not asserted: on this cluster neither has
-        # failed a request yet (kube-proxy drops a leaving pod within milliseconds here, and
-        # the server holds requests until its model is loaded), so they cannot show what the
-        # safeguards are for.
-        lines += self.scratch_rollouts("preStop wait", "lifecycle", tries=1)[0]
-        lines += self.scratch_rollouts("readiness probe", "readinessProbe", tries=1)[0]
+        # The same rollout from a scratch copy without its preStop wait: a pod stops listening
+        # as it is deleted, while the Service still sends it connections until the endpoint
+        # change reaches kube-proxy (batched by up to ENDPOINTS_BATCH_S). (Without the readiness
+        # probe instead, 0 to 8 of some 4,000 requests failed, and each rollout took minutes:
+        # the server holds requests until its model is loaded, so that copy shows little.)
+        said, failed = self.scratch_rollouts("preStop wait", "lifecycle", tries=3)
+        lines += said
+        assert failed, lines
         self.apply([deployment_of(self.docs)])
         self.rollout()
         return lines
