@@ -9,6 +9,7 @@ read back through the HTTP API.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -175,10 +176,17 @@ def test_rules_dashboard_and_alerts_against_real_prometheus(
         prom.wait_for(
             lambda: prom.query("modelserve:http_requests_5xx:ratio_rate5m"), what="5xx ratio"
         )
-        prom.wait_for(
-            lambda: prom.query("model_version:modelserve_agreement:ratio_rate5m"),
-            what="the probe's shadow agreement",
-        )
+        rows = itertools.cycle(range(len(data)))
+
+        def agreement() -> list[dict[str, Any]]:
+            # The shadow scores off the request path, in its own process; a full run on 4
+            # workers once saw no agreement series within 30 s. Keep rows coming (in
+            # distribution, so no drift is made) until it shows.
+            i = next(rows)
+            predict(f"{server.url}/predict", data[i : i + 1])
+            return prom.query("model_version:modelserve_agreement:ratio_rate5m")
+
+        prom.wait_for(agreement, timeout=120, what="the shadow's agreement")
         check_dashboard_queries(prom)
 
         drifting = prom.wait_for(
