@@ -38,6 +38,27 @@ class WrkResult:
     p99_ms: float
     max_ms: float
 
+    @classmethod
+    def parse(cls, stdout: str) -> WrkResult:
+        """The result bench/post.lua prints on its ``WRK_JSON`` line."""
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no WRK_JSON line: {stdout[-1000:]}")
+        raw = json.loads(line.removeprefix("WRK_JSON "))
+        return cls(
+            requests=raw["requests"],
+            seconds=raw["duration_us"] / 1e6,
+            socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
+            non_2xx=raw["status"],
+            p50_ms=raw["p50_us"] / 1000,
+            p99_ms=raw["p99_us"] / 1000,
+            max_ms=raw["max_us"] / 1000,
+        )
+
+    @property
+    def failed(self) -> int:
+        return self.non_2xx + self.socket_errors
+
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
@@ -79,17 +100,7 @@ def wrk(
     ]
     cmd += ["-s", str(BENCH / "post.lua"), url, "--", str(body), *headers]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
-    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON "))
-    raw = json.loads(line.removeprefix("WRK_JSON "))
-    return WrkResult(
-        requests=raw["requests"],
-        seconds=raw["duration_us"] / 1e6,
-        socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
-        non_2xx=raw["status"],
-        p50_ms=raw["p50_us"] / 1000,
-        p99_ms=raw["p99_us"] / 1000,
-        max_ms=raw["max_us"] / 1000,
-    )
+    return WrkResult.parse(out.stdout)
 
 
 @dataclass

@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from app.config import Settings
+from bench.servers import WrkResult
 from scripts import k8s_build, k8s_nodes, k8s_postgres, k8s_prometheus
 from scripts.k8s_cluster import API_PORT, Cluster, NoClusterError
 from scripts.k8s_manifests import render
@@ -169,26 +170,20 @@ class Wrk:
             netns_cmd(node.netns, *cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> WrkResult:
         self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=60)
-        line = next((x for x in out.splitlines() if x.startswith("WRK_JSON ")), None)
-        if line is None:
-            raise RuntimeError(f"wrk printed no result: {out[-1000:]} {err[-1000:]}")
-        result: dict[str, int] = json.loads(line.removeprefix("WRK_JSON "))
-        return result
+        try:
+            return WrkResult.parse(out)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} {err[-1000:]}") from exc
 
 
-def wrk_summary(result: dict[str, int]) -> str:
-    errors = sum(result[k] for k in ("connect", "read", "write", "timeout"))
+def wrk_summary(result: WrkResult) -> str:
     return (
-        f"wrk: {result['requests']} requests, {result['status']} not 2xx, {errors} socket "
-        f"errors (connect {result['connect']}, read {result['read']})"
+        f"wrk: {result.requests} requests, {result.non_2xx} not 2xx, "
+        f"{result.socket_errors} socket errors"
     )
-
-
-def wrk_failed(result: dict[str, int]) -> int:
-    return sum(result[k] for k in ("status", "connect", "read", "write", "timeout"))
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -361,7 +356,7 @@ class K8sTest:
     def check_rollout(self) -> list[str]:
         result, seconds = self.rolled_under_load(self.set_image(self.rollout_image))
         assert result["ok"] > 0 and not result["other"], summary(result)
-        assert wrk_failed(result["wrk"]) == 0, wrk_summary(result["wrk"])
+        assert result["wrk"].failed == 0, wrk_summary(result["wrk"])
         lines = [
             f"set image {self.rollout_image}: rolled in {seconds:.0f} s; under c={CONCURRENCY} "
             f"{summary(result)}; {wrk_summary(result['wrk'])}"
@@ -371,31 +366,29 @@ class K8sTest:
         # change reaches kube-proxy (batched by up to ENDPOINTS_BATCH_S). (Without the readiness
         # probe instead, 0 to 8 of some 4,000 requests failed, and each rollout took minutes:
         # the server holds requests until its model is loaded, so that copy shows little.)
-        said, failed = self.scratch_rollouts("preStop wait", "lifecycle", tries=3)
+        said, failed = self.rollouts_without_prestop()
         lines += said
         assert failed, lines
         self.apply([deployment_of(self.docs)])
         self.rollout()
         return lines
 
-    def scratch_rollouts(self, what: str, field: str, tries: int) -> tuple[list[str], bool]:
-        """Up to ``tries`` rollouts under load of a copy without ``field``, until one fails."""
+    def rollouts_without_prestop(self) -> tuple[list[str], bool]:
+        """Up to three rollouts under load of a copy without the preStop wait, until one fails."""
         scratch = copy.deepcopy(deployment_of(self.docs))
         container = scratch["spec"]["template"]["spec"]["containers"][0]
-        del container[field]
+        del container["lifecycle"]
         container["image"] = self.rollout_image
         self.apply([scratch])
         self.rollout()
         lines = []
-        images = (self.image, self.rollout_image, self.image)[:tries]
-        for attempt, image in enumerate(images, 1):
+        for attempt, image in enumerate((self.image, self.rollout_image, self.image), 1):
             result, _ = self.rolled_under_load(self.set_image(image))
-            failed = wrk_failed(result["wrk"]) + sum(result["other"].values())
             lines.append(
-                f"scratch copy without its {what}, rollout {attempt}: {summary(result)}; "
+                f"scratch copy without its preStop wait, rollout {attempt}: {summary(result)}; "
                 f"{wrk_summary(result['wrk'])}"
             )
-            if failed:
+            if result["wrk"].failed + sum(result["other"].values()):
                 return lines, True
         return lines, False
 
