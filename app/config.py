@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         30.0, gt=0, description="Longest a client may take to send a request body (408 after)."
     )
+    shutdown_drain_s: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM, how long the server keeps answering with /health/ready at 503 "
+        "(so balancers take it out) before it stops accepting connections and finishes the "
+        "requests in flight. SIGINT (Ctrl-C) and a second SIGTERM skip it.",
+    )
+    max_string_length: int = Field(
+        4096,
+        ge=1,
+        description="Longest string value accepted for a feature, in characters (422 naming "
+        "the feature above it, before it reaches the model).",
+    )
     metrics_port: int | None = Field(
         None,
         ge=0,
@@ -114,6 +127,12 @@ class Settings(BaseSettings):
     )
     prediction_log_buffer_rows: int = Field(
         20_000, ge=1, description="Most rows waiting to be written; more are dropped, counted."
+    )
+    prediction_log_buffer_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of rows waiting to be written (an estimate of their inputs); "
+        "more are dropped, counted.",
     )
 
     @property

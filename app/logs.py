@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -131,3 +133,61 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class RepeatedFailureLog:
+    """One kind of failure that may repeat for minutes (a full disk, a database down, a version
+    that cannot load), logged when it starts, then at most once per ``interval_s`` with how
+    many happened since, and once when it ends: a full disk must not be filled with the news.
+
+    Metrics still count every failure; this only bounds the lines. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._what = what
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failing = False
+        self._since_line = 0  # failures not yet reported in a line
+        self._total = 0  # failures since this run of them started
+        self._last_line = 0.0
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    def failed(self, detail: object, count: int = 1, **extra: Any) -> None:
+        """``count`` more failures; ``detail`` (an exception, a message) says the latest."""
+        with self._lock:
+            now = self._clock()
+            self._total += count
+            if not self._failing:
+                self._failing, self._since_line, self._last_line = True, 0, now
+                message = f"{self._what}: {detail}"
+            elif now - self._last_line >= self._interval_s:
+                self._since_line += count
+                n, self._since_line, self._last_line = self._since_line, 0, now
+                message = f"{self._what}: still failing, {n} more since the last line: {detail}"
+            else:
+                self._since_line += count
+                return
+        self._log.error(message, extra=extra)
+
+    def succeeded(self, **extra: Any) -> None:
+        """The operation worked: if it was failing, say once that it recovered."""
+        if not self._failing:  # the common case, without the lock
+            return
+        with self._lock:
+            if not self._failing:
+                return
+            total, self._failing, self._total, self._since_line = self._total, False, 0, 0
+        self._log.warning(f"{self._what}: recovered after {total} failures", extra=extra)

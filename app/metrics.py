@@ -66,6 +66,12 @@ MODEL_RELOAD_FAILURES = Counter(
     "Loads or reloads of a model version that failed (old version kept serving).",
     ["model"],
 )
+MODEL_FALLBACK = _latest_gauge(
+    "modelserve_model_fallback",
+    "1 while the model serves an earlier version of its alias history because the version its "
+    "alias points at (the version label) cannot be loaded; 0 once it can.",
+    ["model", "version"],
+)
 QUEUE_DEPTH = Gauge(
     "modelserve_queue_depth",
     "Requests waiting for a model call.",
@@ -205,4 +211,30 @@ GRPC_REQUEST_DURATION = Histogram(
     "Time from a gRPC call's arrival to its answer, by method.",
     ["method"],
     buckets=GRPC_LATENCY_BUCKETS,
+)
+
+
+# ---- each worker process (multiprocess mode adds a pid label; a dead worker's series go) -----
+# prometheus_client's process_* collector cannot run under PROMETHEUS_MULTIPROC_DIR; these take
+# its place there, each worker setting its own values every few seconds.
+
+WORKER_RESIDENT_MEMORY = Gauge(
+    "modelserve_worker_resident_memory_bytes",
+    "Resident memory of this server worker process.",
+    multiprocess_mode="liveall",
+)
+WORKER_CPU = Gauge(
+    "modelserve_worker_cpu_seconds",
+    "CPU time (user + system) this server worker process has used since it started.",
+    multiprocess_mode="liveall",
+)
+WORKER_OPEN_FDS = Gauge(
+    "modelserve_worker_open_fds",
+    "Open file descriptors of this server worker process.",
+    multiprocess_mode="liveall",
+)
+WORKER_START_TIME = Gauge(
+    "modelserve_worker_start_time_seconds",
+    "Unix time this server worker process started.",
+    multiprocess_mode="liveall",
 )
