@@ -10,6 +10,7 @@ import typer
 
 from app.config import Settings
 from app.registry.store import Registry
+from app.serving.loadcheck import check_in_fresh_process
 
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
 SummaryOpt = Annotated[
@@ -23,8 +24,12 @@ RegistryOpt = Annotated[
 
 
 def open_registry(path: Path | None) -> Registry:
-    """The registry at ``--registry``, else where the server would look (the settings)."""
-    return Registry(path or Settings().registry)
+    """The registry at ``--registry``, else where the server would look (the settings).
+
+    Every alias this CLI moves is to a version a fresh process of this environment loads and
+    scores: run it where the servers' code and libraries are (their image, their venv).
+    """
+    return Registry(path or Settings().registry, load_check=check_in_fresh_process)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

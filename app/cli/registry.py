@@ -67,7 +67,12 @@ def promote(
     canary: CanaryOpt = None,
     registry: RegistryOpt = None,
 ) -> None:
-    """Point an alias (default production) at a version, after verifying its checksum.
+    """Point an alias (default production) at a version that passes its checksum and loads.
+
+    The version is loaded and scores its stored example in a fresh process of this
+    environment first (run it where the servers' code and libraries are); one that cannot
+    is refused with the reason, and no alias moves. The same holds for --canary, shadow,
+    rollback, rollout and register --promote.
 
     With --canary PERCENT, VERSION answers that share of production's requests instead;
     promoting without the flag finishes a canary, `rollback` ends it.

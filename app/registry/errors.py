@@ -29,3 +29,8 @@ class RegistryNotWritableError(RegistryError):
 
 class UnsafeArtifactError(RegistryError):
     """A skops artifact names types outside the allow-list, or is not a skops file."""
+
+
+class VersionNotLoadableError(RegistryError):
+    """The version's checksum is right but it cannot be loaded and score its own example in a
+    fresh server process (a module the pickle needs is missing, its library is too old...)."""

@@ -84,8 +84,10 @@ class RoleAliases:
     def start_canary(self, name: str, version: str, percent: float, *, reason: str) -> Roles:
         """Send ``percent`` % of production's requests to ``version`` (or change the weight)."""
         percent = check_percent(percent)
+        checked = self.registry.resolve(name, version)
+        self.registry.check_loadable(name, checked)
         with self.registry.lock(name):
-            version = self.registry.resolve(name, version)
+            version = self.registry.checked_again(name, version, checked)
             doc = self._doc(name)
             production = doc["aliases"].get(PRODUCTION)
             if production is None:
@@ -114,9 +116,10 @@ class RoleAliases:
         Returns the production version before. Promoting the canary's version is how a canary
         finishes (history reason ``canary-finished``).
         """
+        checked = self.registry.resolve(name, version)
+        self.registry.check_loadable(name, checked)
         with self.registry.lock(name):
-            version = self.registry.resolve(name, version)
-            self.registry.verify(name, version)
+            version = self.registry.checked_again(name, version, checked)
             doc = self._doc(name)
             before = doc["aliases"].get(PRODUCTION)
             canary = doc["aliases"].get(CANARY)
@@ -131,16 +134,18 @@ class RoleAliases:
 
     def set_shadow(self, name: str, version: str | None, *, reason: str = "shadow") -> str | None:
         """Shadow ``version`` behind production (None: stop). The shadow version before."""
+        checked = None if version is None else self.registry.resolve(name, version)
+        if checked is not None:
+            self.registry.check_loadable(name, checked)
         with self.registry.lock(name):
             doc = self._doc(name)
             before = doc["aliases"].get(SHADOW)
-            if version is None:
+            if version is None or checked is None:
                 record_removal(doc, SHADOW, reason=reason)
             else:
-                version = self.registry.resolve(name, version)
+                version = self.registry.checked_again(name, version, checked)
                 if str(doc["aliases"].get(PRODUCTION)) == version:
                     raise RegistryError(f"version {version} of {name!r} is production already")
-                self.registry.verify(name, version)
                 record_move(doc, SHADOW, version, reason=reason)
             self._write(name, doc)
             return None if before is None else str(before)

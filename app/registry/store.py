@@ -35,6 +35,7 @@ from app.registry.errors import (
     RegistryError,
     RegistryNotWritableError,
     UnsafeArtifactError,
+    VersionNotLoadableError,
 )
 from app.registry.integrity import check_sklearn_version, sha256_of, verified_bytes
 from app.registry.metadata import ModelMetadata
@@ -51,6 +52,7 @@ __all__ = [
     "RegistryError",
     "RegistryNotWritableError",
     "UnsafeArtifactError",
+    "VersionNotLoadableError",
     "check_sklearn_version",
     "sha256_of",
 ]
@@ -59,6 +61,8 @@ ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".lock"
 ExtraFiles = dict[str, str] | Callable[[str], dict[str, str]] | None
+LoadCheck = Callable[[Path, str, str], None]
+"""``check(root, name, version)`` raises VersionNotLoadableError if a server could not serve it."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,14 @@ class LoadedArtifact:
 
 
 class Registry:
-    def __init__(self, root: Path) -> None:
+    """``load_check``, when given, runs before any alias is pointed at a version (promote,
+    canary, shadow, rollback, register --promote): the CLI passes one that loads the version in
+    a fresh process, so an alias never moves to a version a restarted server could not serve.
+    """
+
+    def __init__(self, root: Path, *, load_check: LoadCheck | None = None) -> None:
         self.root = Path(root)
+        self._load_check = load_check
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -147,6 +157,23 @@ class Registry:
         except artifacts.ArtifactError as exc:
             raise UnsafeArtifactError(str(exc)) from None
         return LoadedArtifact(metadata=meta, estimator=estimator, path=artifact)
+
+    def check_loadable(self, name: str, version: str) -> None:
+        """Checksum, then the load check (if this registry has one); raises RegistryError.
+
+        Callers run it before taking the writer lock: a load takes seconds, and a hundred
+        concurrent CLIs must not queue behind it.
+        """
+        self.verify(name, version)
+        if self._load_check is not None:
+            self._load_check(self.root, name, version)
+
+    def checked_again(self, name: str, ref: str, checked: str) -> str:
+        """Under the lock: ``ref`` resolved again; checked too if it moved since ``checked``."""
+        version = self.resolve(name, ref)
+        if version != checked:
+            self.check_loadable(name, version)
+        return version
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -242,6 +269,7 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: str, *, reason: str = "promote") -> None:
         """Point ``alias`` at ``version`` (verified first), recording the change in history."""
+        self.check_loadable(name, version)
         with self.lock(name):
             self._set_alias_locked(name, alias, version, reason=reason)
 
@@ -257,9 +285,14 @@ class Registry:
         Repeated rollbacks walk further back through the alias history (see
         ``app.registry.aliases.alias_stack``). Returns ``(from_version, to_version)``.
         """
+        checked = rollback_target(self.alias_history(name), alias)
+        if checked is not None:
+            self.check_loadable(name, checked)
         with self.lock(name):
             current = self.aliases(name).get(alias)
             target = rollback_target(self.alias_history(name), alias)
+            if target is not None and target != checked:
+                self.check_loadable(name, target)
             if current is None or target is None:
                 raise RegistryError(
                     f"model {name!r}: alias {alias!r} has no earlier version to roll back to"

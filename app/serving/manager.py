@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from app import metrics
 from app.config import Settings
+from app.logs import RepeatedFailureLog
 from app.registry import names
+from app.registry.aliases import alias_stack
 from app.registry.roles import RoleAliases, Roles
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role
@@ -63,6 +65,7 @@ class ModelState:
     alias: str
     wanted_version: str | None = None
     error: str | None = None
+    fallback_from: str | None = None  # the alias's version, not served because it cannot load
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class ModelManager:
         self._pinned: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
         self._pinned_lock = asyncio.Lock()
         self.companions = Companions(self._load_async, self._in_use)
+        # Per model and version (None: its alias could not be read), so a registry that stays
+        # unreadable, or a broken version reloaded by every admin call, is not one line per poll.
+        self._load_failures: dict[tuple[str, str | None], RepeatedFailureLog] = {}
+        self._poll_failures = RepeatedFailureLog(log, "registry poll failed")
 
     # ---- lookups used by the routes --------------------------------------------------
 
@@ -193,8 +200,10 @@ class ModelManager:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
                 await self.refresh()
-            except Exception:
-                log.exception("registry poll failed")
+            except Exception as exc:
+                self._poll_failures.failed(f"{type(exc).__name__}: {exc}")
+            else:
+                self._poll_failures.succeeded()
 
     async def refresh(self, *, force: bool = False) -> list[SwapResult]:
         """Bring every served model to the version its alias points at now.
@@ -236,7 +245,11 @@ class ModelManager:
             )
         except (RegistryError, ValueError, OSError) as exc:
             return self._failed(name, state, current, None, exc)
+        self._failure_log(name, None).succeeded(model=name)
         if current is not None and current.version == version:
+            if state.fallback_from is not None:  # the alias came back to what serves
+                state.wanted_version = version
+                self._recovered(name, state)
             return None
         if not force and state.wanted_version == version and state.error is not None:
             return None  # already failed on this exact version; wait for the alias to move
@@ -245,9 +258,78 @@ class ModelManager:
             # A finished canary is already loaded and warm: it takes over as it is.
             new = self.companions.find(name, version) or await self._load_async(name, version)
         except Exception as exc:
-            return self._failed(name, state, current, version, exc)
-        self.served[name] = new  # the swap: new requests see the new version from here on
+            failed = self._failed(name, state, current, version, exc)
+            if current is None:
+                current = await self._fall_back(name, state, version)
+            if current is not None:
+                self._mark_fallback(name, state, version)
+            return failed
+        await self._swap_in(name, state, current, new)
+        return SwapResult(name, current.version if current else None, version)
+
+    async def _fall_back(self, name: str, state: ModelState, broken: str) -> ServedModel | None:
+        """With nothing serving (a start, a restart), the newest earlier version in the alias
+        history that loads: what ``modelserve rollback`` would point at, then further back.
+
+        A version promoted from an environment that could load it (or written by hand) must not
+        make every restarted server an outage until someone rolls back.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            history = await loop.run_in_executor(self._loader, self.registry.alias_history, name)
+        except (RegistryError, ValueError, OSError) as exc:
+            log.error("no fallback for %s: its alias history is unreadable: %s", name, exc)
+            return None
+        for version in reversed(alias_stack(history, state.alias)):
+            if version == broken:
+                continue
+            try:
+                served = await self._load_async(name, version)
+            except Exception as exc:
+                log.error("fallback of %s to version %s failed too: %s", name, version, exc)
+                continue
+            await self._swap_in(name, state, None, served)
+            log.error(
+                "serving %s version %s in place of version %s (its %s alias), which cannot be "
+                "loaded: roll the alias back or fix the version",
+                name,
+                version,
+                broken,
+                state.alias,
+                extra={"model": name, "version": version, "broken_version": broken},
+            )
+            return served
+        return None
+
+    def _recovered(self, name: str, state: ModelState) -> None:
+        """What the alias points at serves: no error, no fallback."""
         state.error = None
+        if state.fallback_from is not None:
+            metrics.MODEL_FALLBACK.labels(name, state.fallback_from).set(0)
+            self._failure_log(name, state.fallback_from).succeeded(model=name)
+            state.fallback_from = None
+
+    def _failure_log(self, name: str, version: str | None) -> RepeatedFailureLog:
+        key = (name, version)
+        found = self._load_failures.get(key)
+        if found is None:
+            what = f"loading {name} version {version} failed" if version else f"resolving {name}"
+            found = self._load_failures[key] = RepeatedFailureLog(log, what)
+        return found
+
+    def _mark_fallback(self, name: str, state: ModelState, broken: str) -> None:
+        if state.fallback_from not in (None, broken):
+            metrics.MODEL_FALLBACK.labels(name, state.fallback_from).set(0)
+        state.fallback_from = broken
+        metrics.MODEL_FALLBACK.labels(name, broken).set(1)
+
+    async def _swap_in(
+        self, name: str, state: ModelState, current: ServedModel | None, new: ServedModel
+    ) -> None:
+        version = new.version
+        self.served[name] = new  # the swap: new requests see the new version from here on
+        if version == state.wanted_version:
+            self._recovered(name, state)
         new.activate()
         production_role(current, new)
         old_version = None
@@ -260,7 +342,6 @@ class ModelManager:
         log.info(
             "serving model", extra={"model": name, "version": version, "previous": old_version}
         )
-        return SwapResult(name, old_version, version)
 
     async def _load_async(self, name: str, version: str) -> ServedModel:
         loop = asyncio.get_running_loop()
@@ -287,12 +368,5 @@ class ModelManager:
         state.error = str(exc)
         metrics.MODEL_RELOAD_FAILURES.labels(name).inc()
         keeping = f"; still serving version {current.version}" if current else ""
-        log.error(
-            "loading %s version %s failed: %s%s",
-            name,
-            version,
-            exc,
-            keeping,
-            extra={"model": name, "version": version},
-        )
+        self._failure_log(name, version).failed(f"{exc}{keeping}", model=name, version=version)
         return SwapResult(name, current.version if current else None, version, str(exc))

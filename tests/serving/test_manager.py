@@ -33,17 +33,20 @@ def test_failed_version_waits_for_a_forced_reload(registry_path: Path) -> None:
         await manager.start()
         try:
             before = _failures("breast-cancer")
-            assert "breast-cancer" not in manager.served
+            # Served meanwhile by the version before it in the alias history.
+            assert manager.get("breast-cancer").version == "1"
             assert manager.states["breast-cancer"].error
+            assert manager.states["breast-cancer"].fallback_from == meta.version
             assert await manager.refresh() == []  # same broken version: not retried
             assert _failures("breast-cancer") == before
             artifact.write_bytes(good)  # repaired in place
             assert await manager.refresh() == []
             swaps = await manager.refresh(force=True)
-            assert [(s.model, s.new_version, s.error) for s in swaps] == [
-                ("breast-cancer", meta.version, None)
+            assert [(s.model, s.old_version, s.new_version, s.error) for s in swaps] == [
+                ("breast-cancer", "1", meta.version, None)
             ]
             assert manager.get("breast-cancer").version == meta.version
+            assert manager.states["breast-cancer"].fallback_from is None
         finally:
             await manager.stop()
 
