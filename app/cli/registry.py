@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from app.cli.common import RegistryOpt, fail, open_registry
+from app.registry.audit import verify_all
 from app.registry.roles import PRODUCTION, RoleAliases
 from app.registry.store import RegistryError
 
@@ -143,7 +144,7 @@ def verify(
 ) -> None:
     """Check every version's sha256 and every alias target; non-zero on any failure."""
     reg = open_registry(registry)
-    results = reg.verify_all([name] if name else None)
+    results = verify_all(reg, [name] if name else None)
     if not results:
         raise fail(f"nothing to verify in {reg.root}")
     bad = 0

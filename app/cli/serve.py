@@ -28,7 +28,7 @@ def serve(
     """Serve the registry over HTTP (POST /predict, /metrics, /docs)."""
     from app.registry.store import Registry
     from app.server.run import run_server
-    from app.serving.manager import StartupError, choose_default_model
+    from app.serving.default_model import StartupError, choose_default_model
 
     overrides = {
         "host": host,

@@ -35,7 +35,6 @@ from app.registry.errors import (
     RegistryError,
     RegistryNotWritableError,
     UnsafeArtifactError,
-    VersionNotLoadableError,
 )
 from app.registry.integrity import check_sklearn_version, sha256_of, verified_bytes
 from app.registry.metadata import ModelMetadata
@@ -52,7 +51,6 @@ __all__ = [
     "RegistryError",
     "RegistryNotWritableError",
     "UnsafeArtifactError",
-    "VersionNotLoadableError",
     "check_sklearn_version",
     "sha256_of",
 ]
@@ -61,8 +59,7 @@ ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".lock"
 ExtraFiles = dict[str, str] | Callable[[str], dict[str, str]] | None
-LoadCheck = Callable[[Path, str, str], None]
-"""``check(root, name, version)`` raises VersionNotLoadableError if a server could not serve it."""
+LoadCheck = Callable[[Path, str, str], None]  # (root, name, version); raises RegistryError
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,8 @@ class LoadedArtifact:
 
 
 class Registry:
-    """``load_check``, when given, runs before any alias is pointed at a version (promote,
-    canary, shadow, rollback, register --promote): the CLI passes one that loads the version in
-    a fresh process, so an alias never moves to a version a restarted server could not serve.
-    """
+    """``load_check`` (the CLI's loads the version in a fresh process) runs before any alias is
+    pointed at a version, so none moves to a version a restarted server could not serve."""
 
     def __init__(self, root: Path, *, load_check: LoadCheck | None = None) -> None:
         self.root = Path(root)
@@ -159,11 +154,8 @@ class Registry:
         return LoadedArtifact(metadata=meta, estimator=estimator, path=artifact)
 
     def check_loadable(self, name: str, version: str) -> None:
-        """Checksum, then the load check (if this registry has one); raises RegistryError.
-
-        Callers run it before taking the writer lock: a load takes seconds, and a hundred
-        concurrent CLIs must not queue behind it.
-        """
+        """Checksum, then the load check if any (RegistryError). Run before taking the writer
+        lock: a load takes seconds, and concurrent CLIs must not queue behind it."""
         self.verify(name, version)
         if self._load_check is not None:
             self._load_check(self.root, name, version)
@@ -280,11 +272,8 @@ class Registry:
         write_doc(self.root / name / ALIASES_FILE, doc)
 
     def rollback(self, name: str, alias: str = "production") -> tuple[str, str]:
-        """Point ``alias`` back at the version it had before the current one.
-
-        Repeated rollbacks walk further back through the alias history (see
-        ``app.registry.aliases.alias_stack``). Returns ``(from_version, to_version)``.
-        """
+        """Point ``alias`` back at the version it had before the current one; repeated rollbacks
+        walk further back (``aliases.alias_stack``). Returns ``(from_version, to_version)``."""
         checked = rollback_target(self.alias_history(name), alias)
         if checked is not None:
             self.check_loadable(name, checked)
@@ -299,27 +288,6 @@ class Registry:
                 )
             self._set_alias_locked(name, alias, target, reason="rollback")
             return current, target
-
-    def verify_all(self, names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
-        """``(model, version_or_alias, error)`` for every version and alias; error None = ok."""
-        results: list[tuple[str, str, str | None]] = []
-        for name in names or self.model_names():
-            try:
-                versions = self.versions(name)
-                aliases = self.aliases(name)
-            except (RegistryError, ValueError) as exc:
-                results.append((name, "-", f"unreadable: {exc}"))
-                continue
-            for version in versions:
-                try:
-                    self.verify(name, version)
-                    results.append((name, version, None))
-                except (RegistryError, ValueError) as exc:
-                    results.append((name, version, str(exc)))
-            for alias, version in sorted(aliases.items()):
-                if version not in versions:
-                    results.append((name, alias, f"alias points at missing version {version}"))
-        return results
 
     @staticmethod
     def _sweep_staging(model_dir: Path) -> None:

@@ -4,7 +4,8 @@ The served set is the default model (at the configured alias) plus every registr
 ``production`` alias. ``refresh()`` re-reads the aliases: a changed version is verified,
 loaded and warmed in a background thread, then swapped in with one dict assignment. Requests
 already holding the old ``ServedModel`` finish on it; a failed load keeps the old one serving
-and counts ``modelserve_model_reload_failures_total``.
+and counts ``modelserve_model_reload_failures_total``; with nothing serving yet, an earlier
+version of the alias history answers (``model_state``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from app import metrics
 from app.config import Settings
 from app.logs import RepeatedFailureLog
-from app.registry import names
-from app.registry.aliases import alias_stack
 from app.registry.roles import RoleAliases, Roles
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role
+from app.serving.model_state import LoadFailures, ModelState, fallback_versions
+from app.serving.pinned import PinnedVersions
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -31,41 +30,8 @@ log = logging.getLogger(__name__)
 PRODUCTION = "production"
 
 
-class StartupError(Exception):
-    """The settings cannot be served from this registry; the message says what to change."""
-
-
-def choose_default_model(settings: Settings, registry: Registry) -> str:
-    """The model /predict serves: the configured one, or the registry's only model.
-
-    An unset ``MODELSERVE_MODEL`` falls back to a registry that holds one model; a name the
-    registry does not have is refused at start-up rather than answered with 503 forever.
-    """
-    names = registry.model_names()
-    configured = "default_model" in settings.model_fields_set
-    if settings.default_model in names:
-        return settings.default_model
-    if not configured and len(names) == 1:
-        return names[0]
-    where = f"the registry at {registry.root}"
-    if not names:
-        raise StartupError(f"no models in {where}: register one (modelserve register or train)")
-    hint = "set MODELSERVE_MODEL (or --model) to one of" if len(names) > 1 else "it holds"
-    raise StartupError(
-        f"default model {settings.default_model!r} is not in {where}; {hint}: {', '.join(names)}"
-    )
-
-
 class ModelNotReadyError(Exception):
     """The model is known but has no loaded version (still loading, or its load failed)."""
-
-
-@dataclass
-class ModelState:
-    alias: str
-    wanted_version: str | None = None
-    error: str | None = None
-    fallback_from: str | None = None  # the alias's version, not served because it cannot load
 
 
 @dataclass(frozen=True)
@@ -89,13 +55,9 @@ class ModelManager:
         self._poller: asyncio.Task[None] | None = None
         self.started = False
         self._started_event = asyncio.Event()
-        # Versions pinned by /v2/models/{name}/versions/{v} that are not the served one, LRU.
-        self._pinned: OrderedDict[tuple[str, str], ServedModel] = OrderedDict()
-        self._pinned_lock = asyncio.Lock()
+        self._pinned = PinnedVersions(self._load_async, settings.version_cache_size)
         self.companions = Companions(self._load_async, self._in_use)
-        # Per model and version (None: its alias could not be read), so a registry that stays
-        # unreadable, or a broken version reloaded by every admin call, is not one line per poll.
-        self._load_failures: dict[tuple[str, str | None], RepeatedFailureLog] = {}
+        self._failures = LoadFailures()
         self._poll_failures = RepeatedFailureLog(log, "registry poll failed")
 
     # ---- lookups used by the routes --------------------------------------------------
@@ -140,23 +102,7 @@ class ModelManager:
         companion = self.companions.find(name, version)
         if companion is not None:
             return companion
-        # Refused here, not in the loader thread under the pinned lock a real load holds.
-        names.checked_name(name)
-        names.checked_version(version)
-        key = (name, version)
-        async with self._pinned_lock:  # one load per version, even under concurrent requests
-            cached = self._pinned.get(key)
-            if cached is not None:
-                self._pinned.move_to_end(key)
-                return cached
-            loop = asyncio.get_running_loop()
-            served = await loop.run_in_executor(self._loader, self._load, name, version)
-            self._pinned[key] = served
-            while len(self._pinned) > self.settings.version_cache_size:
-                _, evicted = self._pinned.popitem(last=False)
-                await evicted.close()
-            log.info("loaded pinned version", extra={"model": name, "version": version})
-            return served
+        return await self._pinned.get(name, version)
 
     @property
     def ready(self) -> bool:
@@ -189,7 +135,7 @@ class ModelManager:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        for served in [*self.served.values(), *self._pinned.values()]:
+        for served in [*self.served.values(), *self._pinned.loaded()]:
             await served.close()
         await self.companions.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -245,11 +191,11 @@ class ModelManager:
             )
         except (RegistryError, ValueError, OSError) as exc:
             return self._failed(name, state, current, None, exc)
-        self._failure_log(name, None).succeeded(model=name)
+        self._failures.resolved(name)
         if current is not None and current.version == version:
             if state.fallback_from is not None:  # the alias came back to what serves
                 state.wanted_version = version
-                self._recovered(name, state)
+                self._failures.recovered(name, state)
             return None
         if not force and state.wanted_version == version and state.error is not None:
             return None  # already failed on this exact version; wait for the alias to move
@@ -262,7 +208,7 @@ class ModelManager:
             if current is None:
                 current = await self._fall_back(name, state, version)
             if current is not None:
-                self._mark_fallback(name, state, version)
+                self._failures.fall_back(name, state, version)
             return failed
         await self._swap_in(name, state, current, new)
         return SwapResult(name, current.version if current else None, version)
@@ -280,9 +226,7 @@ class ModelManager:
         except (RegistryError, ValueError, OSError) as exc:
             log.error("no fallback for %s: its alias history is unreadable: %s", name, exc)
             return None
-        for version in reversed(alias_stack(history, state.alias)):
-            if version == broken:
-                continue
+        for version in fallback_versions(history, state.alias, broken):
             try:
                 served = await self._load_async(name, version)
             except Exception as exc:
@@ -301,35 +245,13 @@ class ModelManager:
             return served
         return None
 
-    def _recovered(self, name: str, state: ModelState) -> None:
-        """What the alias points at serves: no error, no fallback."""
-        state.error = None
-        if state.fallback_from is not None:
-            metrics.MODEL_FALLBACK.labels(name, state.fallback_from).set(0)
-            self._failure_log(name, state.fallback_from).succeeded(model=name)
-            state.fallback_from = None
-
-    def _failure_log(self, name: str, version: str | None) -> RepeatedFailureLog:
-        key = (name, version)
-        found = self._load_failures.get(key)
-        if found is None:
-            what = f"loading {name} version {version} failed" if version else f"resolving {name}"
-            found = self._load_failures[key] = RepeatedFailureLog(log, what)
-        return found
-
-    def _mark_fallback(self, name: str, state: ModelState, broken: str) -> None:
-        if state.fallback_from not in (None, broken):
-            metrics.MODEL_FALLBACK.labels(name, state.fallback_from).set(0)
-        state.fallback_from = broken
-        metrics.MODEL_FALLBACK.labels(name, broken).set(1)
-
     async def _swap_in(
         self, name: str, state: ModelState, current: ServedModel | None, new: ServedModel
     ) -> None:
         version = new.version
         self.served[name] = new  # the swap: new requests see the new version from here on
         if version == state.wanted_version:
-            self._recovered(name, state)
+            self._failures.recovered(name, state)
         new.activate()
         production_role(current, new)
         old_version = None
@@ -365,8 +287,6 @@ class ModelManager:
         version: str | None,
         exc: BaseException,
     ) -> SwapResult:
-        state.error = str(exc)
-        metrics.MODEL_RELOAD_FAILURES.labels(name).inc()
-        keeping = f"; still serving version {current.version}" if current else ""
-        self._failure_log(name, version).failed(f"{exc}{keeping}", model=name, version=version)
-        return SwapResult(name, current.version if current else None, version, str(exc))
+        serving = current.version if current else None
+        self._failures.failed(name, state, version, exc, serving)
+        return SwapResult(name, serving, version, str(exc))

@@ -8,7 +8,7 @@ import pytest
 
 from app.config import Settings
 from app.registry.store import Registry
-from app.serving.manager import StartupError, choose_default_model
+from app.serving.default_model import StartupError, choose_default_model
 from tests.helpers.support import run_cli
 from tests.helpers.v2_models import register_iris
 

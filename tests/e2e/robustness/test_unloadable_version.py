@@ -141,8 +141,15 @@ def test_nothing_loadable_in_the_alias_history_is_not_ready(
     doc = {"aliases": {"production": broken}, "history": []}
     (registry_path / NAME / "aliases.json").write_text(json.dumps(doc))
     server = server_factory(registry_path)
-    with pytest.raises(TimeoutError):
-        server.wait_ready(timeout=8)
-    ready = httpx.get(server.url + "/health/ready", timeout=10)
+    server.wait_ready(path="/health/live")
+    deadline = time.monotonic() + 60
+    while True:  # until the load has failed (the error is listed), not merely still loading
+        ready = httpx.get(server.url + "/health/ready", timeout=10)
+        if ready.json()["models"].get(NAME, {}).get("error"):
+            break
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.2)
     assert ready.status_code == 503
     assert MISSING_MODULE in ready.json()["models"][NAME]["error"]
+    predict = httpx.post(server.url + "/predict", json={"instances": [[0.0] * 30]}, timeout=30)
+    assert predict.status_code == 503 and predict.json()["error"]["type"] == "not_ready"
