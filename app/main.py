@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,8 +28,10 @@ from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog, shadowlog
 from app.registry.store import Registry, RegistryError
 from app.server.metrics_port import start_metrics_server
+from app.server.process_metrics import start_sampling
 from app.server.workers import start_sweeping
-from app.serving.manager import ModelManager, choose_default_model
+from app.serving.default_model import choose_default_model
+from app.serving.manager import ModelManager
 from app.serving.scoring import Inference
 
 # Per-route HTTP latency buckets (the instrumentator's default is only 0.1/0.5/1 s, too coarse
@@ -76,13 +79,15 @@ def _lifespan(services: Services) -> Any:
         # Load in the background: /health/live answers at once, /health/ready says 503 until
         # every model is verified, loaded and warmed.
         stop_sweeping = start_sweeping()  # the live gauges of workers that were killed
+        start_sampling()  # this worker's memory, CPU and open files, as long as it lives
         if plog is not None:
             plog.start()
         stop_metrics = start_metrics_server(settings)
         loading = asyncio.get_running_loop().create_task(load_models())
         grpc_server = await grpc_service.start(services)  # in this loop, in every worker
-        # The server's HTTP protocol (app.server.protocol) reads its deadline from this state.
-        yield {"header_timeout_s": settings.header_timeout_s}
+        # The server's HTTP protocol (app.server.protocol) reads its deadline from this state;
+        # app.server.drain sets `draining` on SIGTERM (/health/ready answers 503 from then on).
+        yield {"header_timeout_s": settings.header_timeout_s, "draining": threading.Event()}
         if grpc_server is not None:  # first: its calls in flight still need the models
             await grpc_service.stop(grpc_server, settings.request_timeout_s)
         if stop_metrics is not None:

@@ -8,7 +8,15 @@ registry, ``class`` from the model's classes, ``reason`` from ``app.errors.Error
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
+
+# The unlabelled worker gauges (end of file) open this process's file as they are defined: the
+# directory must exist by then (the image's /tmp/metrics is on an empty tmpfs; `modelserve
+# serve` empties it afterwards, this import included).
+if _multiproc_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_multiproc_dir, exist_ok=True)
 
 # 50 µs .. 5 s, roughly x2.5 per step: resolves a logistic model and a large forest alike.
 INFERENCE_BUCKETS = (

@@ -82,6 +82,9 @@ class Server:
             "MODELSERVE_REGISTRY": str(registry),
             "MODELSERVE_HOST": "127.0.0.1",
             "MODELSERVE_PORT": str(self.port),
+            # No drain on SIGTERM (readiness 503 while still serving, default 5 s): tests stop
+            # servers all the time; the drain's tests set it (tests/e2e/robustness/test_drain*).
+            "MODELSERVE_SHUTDOWN_DRAIN_S": "0",
             **(env or {}),
         }
         self.command = command or [MODELSERVE, "serve", *args]
@@ -141,3 +144,17 @@ def wait_all_workers_ready(url: str, streak: int = 20, timeout: float = 90) -> N
         in_a_row = in_a_row + 1 if ok else 0
         if not ok:
             time.sleep(0.1)
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """The uvicorn worker processes under the supervisor (not multiprocessing's helpers)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.add(int(child))
+    return found

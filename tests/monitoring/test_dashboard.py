@@ -43,6 +43,7 @@ REQUIRED_ROWS = {
     "Drift",
     "Errors",
     "Versions side by side",
+    "Workers",
 }
 RUNBOOK_BASE = "https://github.com/modelserve/modelserve/blob/main/docs/runbooks.md#"
 

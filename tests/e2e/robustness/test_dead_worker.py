@@ -15,24 +15,10 @@ import pytest
 from tests.helpers.load import Load
 from tests.helpers.marks import LOAD_SENSITIVE
 from tests.helpers.promtext import total
-from tests.helpers.support import Server, copy_registry
+from tests.helpers.support import Server, copy_registry, worker_pids
 
 pytestmark = [pytest.mark.e2e, LOAD_SENSITIVE]
 IDLE_WITHIN_S = 10.0
-
-
-def _workers(supervisor: int) -> set[int]:
-    """The uvicorn worker processes under the supervisor (not multiprocessing's helpers)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{supervisor}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline:
-                found.add(int(child))
-    return found
 
 
 def _live(text: str) -> tuple[float, float]:
@@ -62,8 +48,8 @@ def test_a_killed_workers_gauges_go_with_it(tmp_path: Path) -> None:
     with Server(registry, workdir=tmp_path, env=env, args=("--workers", "2")) as server:
         assert server.proc is not None
         server.wait_ready()
-        _wait("two workers", lambda: len(_workers(server.proc.pid)) == 2, 60)
-        workers = _workers(server.proc.pid)
+        _wait("two workers", lambda: len(worker_pids(server.proc.pid)) == 2, 60)
+        workers = worker_pids(server.proc.pid)
         load = Load(server.url, body, threads=16)
         load.start()
         try:
@@ -73,7 +59,7 @@ def test_a_killed_workers_gauges_go_with_it(tmp_path: Path) -> None:
                 time.sleep(0.05)
             victim = min(workers)
             os.kill(victim, signal.SIGKILL)
-            _wait("a replacement worker", lambda: _workers(server.proc.pid) - workers, 30)
+            _wait("a replacement worker", lambda: worker_pids(server.proc.pid) - workers, 30)
             time.sleep(1.0)  # the load goes on against the survivor and the replacement
         finally:
             load.stop()
