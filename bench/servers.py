@@ -131,6 +131,7 @@ class BenchServer:
             cmd = [str(BIN / "modelserve"), "serve", "--registry", str(registry)]
             cmd += ["--port", str(port), "--workers", workers, "--model", LOGISTIC]
             full_env.setdefault("MODELSERVE_POLL_INTERVAL_S", "0")
+            full_env.setdefault("MODELSERVE_SHUTDOWN_DRAIN_S", "0")  # stopped at once when done
             ready = "/health/ready"
         log_path = work / f"{kind}-{model}-{port}.log"
         with log_path.open("wb") as log:

@@ -10,6 +10,11 @@ opens and when a new request begins, disarms it when the headers are complete, a
 The deadline comes from the application's lifespan state (``header_timeout_s``), which uvicorn
 hands every protocol instance as ``app_state``: it is the value of the settings the application
 was built with, not of a process-wide settings cache that ``create_app(settings)`` cannot reach.
+
+While the server drains before it stops (``app/server/drain.py`` has set the state's
+``draining`` event), every response says ``connection: close`` and the connection closes after
+it: a keep-alive client's next request opens a new connection, which its balancer gives a
+replica that is not stopping, instead of meeting this one's close when the drain ends.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import ErrorReason, error_json
+from app.server.drain import DRAINING
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 """Used until the lifespan has published ``header_timeout_s`` (or if an app never does)."""
@@ -51,6 +57,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        draining = self.app_state.get(DRAINING)
+        if draining is not None and draining.is_set() and self.cycle is not None:
+            self.cycle.keep_alive = False  # uvicorn adds `connection: close` and closes after
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

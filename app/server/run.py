@@ -1,4 +1,5 @@
-"""Start uvicorn for ``app.main:create_app`` with the project's protocol and shutdown rules."""
+"""Start uvicorn for ``app.main:create_app`` with the project's protocol and shutdown rules
+(the drain on SIGTERM: ``app/server/drain.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from app.config import Settings
+from app.server.drain import serve
 
 APP = "app.main:create_app"
 
@@ -53,7 +55,9 @@ def _stopped_by_sigterm(signum: int, frame: object) -> None:
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until stopped; SIGTERM ends it with ``SystemExit(0)`` once requests have drained.
+    """Serve until stopped. SIGTERM: ``/health/ready`` answers 503 while every request is still
+    answered for ``MODELSERVE_SHUTDOWN_DRAIN_S``, then the listener closes, the requests in
+    flight finish and it ends with ``SystemExit(0)``; SIGINT or a second SIGTERM skip the drain.
 
     Workers build their own application from the ``MODELSERVE_*`` environment, so whatever
     must reach them (CLI flags included) has to be in the environment before this is called.
@@ -62,11 +66,11 @@ def run_server(settings: Settings) -> None:
     """
     prepare_multiprocess_dir(settings.workers)
     multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; a stop asked
+    # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; a stop asked
     # for by the orchestrator is a clean exit (0), not death by signal (-15).
     signal.signal(signal.SIGTERM, _stopped_by_sigterm)
     try:
-        uvicorn.run(APP, **uvicorn_options(settings))
+        serve(uvicorn.Config(APP, **uvicorn_options(settings)), settings.shutdown_drain_s)
     finally:
         if multiproc_dir and multiproc_dir.startswith(tempfile.gettempdir() + "/modelserve-"):
             shutil.rmtree(multiproc_dir, ignore_errors=True)

@@ -166,9 +166,11 @@ def test_replicas_share_a_postgres_log_from_a_required_secret(
 def test_graceful_termination_matches_the_server_grace_period(pod: dict[str, Any]) -> None:
     container = _server(pod)
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    default_drain = Settings.model_fields["shutdown_drain_s"].default
+    drain = math.ceil(float(_env(pod).get("MODELSERVE_SHUTDOWN_DRAIN_S", default_drain)))
     server_grace = math.ceil(float(_env(pod)["MODELSERVE_REQUEST_TIMEOUT_S"]))
     grace = pod["spec"]["terminationGracePeriodSeconds"]
-    assert grace == pre_stop + server_grace + SHUTDOWN_SLACK_S
+    assert grace == pre_stop + drain + server_grace + SHUTDOWN_SLACK_S
 
 
 def test_security_and_resources(pod: dict[str, Any]) -> None:

@@ -153,7 +153,12 @@ def test_readme_curl_request_ids_and_json_logs(
 
 def test_make_serve_is_ready_within_60s(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "MODELSERVE_PORT": str(port), "MODELSERVE_POLL_INTERVAL_S": "0"}
+    env = {
+        **os.environ,
+        "MODELSERVE_PORT": str(port),
+        "MODELSERVE_POLL_INTERVAL_S": "0",
+        "MODELSERVE_SHUTDOWN_DRAIN_S": "0",  # stopped below: no drain to wait for
+    }
     env.pop("MODELSERVE_REGISTRY", None)  # make serve serves the repo's committed registry
     # A stale venv stamp (someone changed pyproject.toml) means make reinstalls first.
     stale = subprocess.run(["make", "-q", "install"], cwd=ROOT, env=env, check=False).returncode

@@ -166,6 +166,7 @@ def run_block(block: Block, workdir: Path, tmp: Path, port: int, timeout: float 
         "MODELSERVE_HOST": "127.0.0.1",
         "MODELSERVE_REGISTRY": str(workdir / "models"),
         "MODELSERVE_POLL_INTERVAL_S": "1",
+        "MODELSERVE_SHUTDOWN_DRAIN_S": "0",  # a block's own server stops with the block
         "TMPDIR": str(tmp),
     }
     for key in ("GITHUB_STEP_SUMMARY", "MODELSERVE_DATABASE_URL", "MODELSERVE_PREDICTION_LOG"):

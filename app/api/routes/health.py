@@ -1,11 +1,16 @@
 """Liveness and readiness: /health/live and /health/ready, and GET / (KServe's liveness: its
-server answers ``{"status": "alive"}`` there, and its SDK's ``is_server_live`` asks it)."""
+server answers ``{"status": "alive"}`` there, and its SDK's ``is_server_live`` asks it).
+
+Readiness is also 503 once the server drains before it stops (SIGTERM,
+``MODELSERVE_SHUTDOWN_DRAIN_S``): ``app/server/drain.py`` sets the ``draining`` event the
+lifespan put in the application state, and requests are still answered meanwhile."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import ManagerDep
@@ -21,12 +26,23 @@ router.add_api_route("/health/live", live, methods=["GET"], summary="The process
 router.add_api_route("/", live, methods=["GET"], summary="The process is up (KServe V1)")
 
 
+def draining(request: Request) -> bool:
+    """The server got SIGTERM and is draining (the lifespan state's ``draining`` event)."""
+    flag = getattr(request.state, "draining", None)
+    return isinstance(flag, threading.Event) and flag.is_set()
+
+
 @router.get(
     "/health/ready",
-    summary="Every served model is loaded and warmed (503 until then)",
-    responses={503: {"description": "Some model is not loaded yet, or failed to load"}},
+    summary="Every served model is loaded and warmed (503 until then, and while shutting down)",
+    responses={
+        503: {
+            "description": "Some model is not loaded yet, or failed to load; or the server is "
+            "draining before it stops (status `draining`: requests are still answered)"
+        }
+    },
 )
-async def ready(manager: ManagerDep) -> JSONResponse:
+async def ready(request: Request, manager: ManagerDep) -> JSONResponse:
     models: dict[str, Any] = {}
     for name, state in manager.states.items():
         served = manager.served.get(name)
@@ -36,8 +52,7 @@ async def ready(manager: ManagerDep) -> JSONResponse:
             "ready": served is not None,
             "error": state.error,
         }
-    ok = manager.ready
-    return JSONResponse(
-        {"status": "ready" if ok else "not ready", "models": models},
-        status_code=200 if ok else 503,
-    )
+    stopping = draining(request)
+    ok = manager.ready and not stopping
+    status = "draining" if stopping else "ready" if ok else "not ready"
+    return JSONResponse({"status": status, "models": models}, status_code=200 if ok else 503)
