@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,7 +86,7 @@ def _lifespan(services: Services) -> Any:
         grpc_server = await grpc_service.start(services)  # in this loop, in every worker
         # The server's HTTP protocol (app.server.protocol) reads its deadline from this state;
         # app.server.drain sets `draining` on SIGTERM (/health/ready answers 503 from then on).
-        yield {"header_timeout_s": settings.header_timeout_s, "draining": threading.Event()}
+        yield {"header_timeout_s": settings.header_timeout_s, "draining": services.models.draining}
         if grpc_server is not None:  # first: its calls in flight still need the models
             await grpc_service.stop(grpc_server, settings.request_timeout_s)
         if stop_metrics is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -54,6 +55,9 @@ class ModelManager:
         self._refresh_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self.started = False
+        # Set on SIGTERM (app.server.drain): every readiness answer turns false while requests
+        # are still answered, so balancers take this server out before it stops.
+        self.draining = threading.Event()
         self._started_event = asyncio.Event()
         self._pinned = PinnedVersions(self._load_async, settings.version_cache_size)
         self.companions = Companions(self._load_async, self._in_use)
@@ -106,6 +110,10 @@ class ModelManager:
 
     @property
     def ready(self) -> bool:
+        return self.loaded and not self.draining.is_set()
+
+    @property
+    def loaded(self) -> bool:
         return self.started and all(name in self.served for name in self.states)
 
     def wanted(self) -> dict[str, str]:

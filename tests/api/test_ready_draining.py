@@ -22,6 +22,10 @@ def test_ready_turns_503_draining_while_predictions_are_still_answered(
     assert isinstance(flag, threading.Event) and not flag.is_set()
     flag.set()
     ready = client.get("/health/ready")
+    # Every readiness probe a balancer or client may use says the same.
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/health/ready").json() == {"ready": False}
+    assert client.get("/ping").status_code == 503
     assert ready.status_code == 503
     assert ready.json()["status"] == "draining"
     assert ready.json()["models"][MODEL]["ready"] is True  # the models are fine: it is stopping

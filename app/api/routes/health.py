@@ -2,15 +2,15 @@
 server answers ``{"status": "alive"}`` there, and its SDK's ``is_server_live`` asks it).
 
 Readiness is also 503 once the server drains before it stops (SIGTERM,
-``MODELSERVE_SHUTDOWN_DRAIN_S``): ``app/server/drain.py`` sets the ``draining`` event the
-lifespan put in the application state, and requests are still answered meanwhile."""
+``MODELSERVE_SHUTDOWN_DRAIN_S``): ``app/server/drain.py`` sets the manager's ``draining``
+event (the lifespan publishes it in the application state), and requests are still answered
+meanwhile."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import ManagerDep
@@ -26,12 +26,6 @@ router.add_api_route("/health/live", live, methods=["GET"], summary="The process
 router.add_api_route("/", live, methods=["GET"], summary="The process is up (KServe V1)")
 
 
-def draining(request: Request) -> bool:
-    """The server got SIGTERM and is draining (the lifespan state's ``draining`` event)."""
-    flag = getattr(request.state, "draining", None)
-    return isinstance(flag, threading.Event) and flag.is_set()
-
-
 @router.get(
     "/health/ready",
     summary="Every served model is loaded and warmed (503 until then, and while shutting down)",
@@ -42,7 +36,7 @@ def draining(request: Request) -> bool:
         }
     },
 )
-async def ready(request: Request, manager: ManagerDep) -> JSONResponse:
+async def ready(manager: ManagerDep) -> JSONResponse:
     models: dict[str, Any] = {}
     for name, state in manager.states.items():
         served = manager.served.get(name)
@@ -52,7 +46,7 @@ async def ready(request: Request, manager: ManagerDep) -> JSONResponse:
             "ready": served is not None,
             "error": state.error,
         }
-    stopping = draining(request)
-    ok = manager.ready and not stopping
+    stopping = manager.draining.is_set()
+    ok = manager.ready
     status = "draining" if stopping else "ready" if ok else "not ready"
     return JSONResponse({"status": status, "models": models}, status_code=200 if ok else 503)
