@@ -1,12 +1,17 @@
-"""The text log format writes every record as exactly one line, whatever a client sent."""
+"""The text log format writes every record as exactly one line, whatever a client sent; a
+failure that repeats is logged at its start, at most once a minute, and at its end."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import unicodedata
+from collections.abc import Callable
 
-from app.logs import JsonFormatter, TextFormatter, one_line
+import pytest
+
+from app.logs import JsonFormatter, RepeatedFailureLog, TextFormatter, one_line
 
 LINE_BREAKING = {"Cc", "Zl", "Zp"}
 EVERY_CONTROL = "".join(
@@ -63,3 +68,243 @@ def test_printable_text_is_unchanged() -> None:
 def test_json_lines_quote_control_characters() -> None:
     line = JsonFormatter().format(_record("request", path="/x" + EVERY_CONTROL))
     assert "\n" not in line and "\r" not in line and "\x00" not in line
+
+
+# ---- RepeatedFailureLog: a failure that repeats is a few lines, not one per occurrence -------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TickingClock(FakeClock):
+    """Each reading is ``tick`` later than the one before, whichever thread reads it."""
+
+    def __init__(self, tick: float) -> None:
+        super().__init__()
+        self.tick = tick
+
+    def __call__(self) -> float:
+        with self._lock:
+            self.now += self.tick
+            return self.now
+
+
+@pytest.fixture
+def lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[tuple[str, str]]]:
+    caplog.set_level(logging.INFO, logger=REPEATED)
+    return lambda: [(r.levelname, r.getMessage()) for r in caplog.records if r.name == REPEATED]
+
+
+REPEATED = "modelserve.test.repeated"
+
+
+def _failures_log(
+    clock: FakeClock, *, interval_s: float = 60.0, unit: str = "failures"
+) -> RepeatedFailureLog:
+    logger = logging.getLogger(REPEATED)
+    return RepeatedFailureLog(logger, "writing rows", interval_s=interval_s, clock=clock, unit=unit)
+
+
+def test_first_failure_logs_repeats_within_the_interval_do_not(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock = FakeClock()
+    failures = _failures_log(clock)
+    failures.failed("disk full")
+    assert failures.failing
+    assert lines() == [
+        (
+            "ERROR",
+            "writing rows: disk full (repeats are logged at most every 60 s until it recovers)",
+        )
+    ]
+    for _ in range(100):
+        clock.advance(0.5)  # 50 s of failures, one every half second
+        failures.failed("disk full")
+    assert len(lines()) == 1
+
+
+def test_the_next_failure_after_the_interval_logs_with_the_count(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock = FakeClock()
+    failures = _failures_log(clock)
+    failures.failed("disk full")
+    for _ in range(119):  # 59.5 s
+        clock.advance(0.5)
+        failures.failed("disk full")
+    clock.advance(0.5)  # 60 s after the first line
+    failures.failed("disk still full")
+    assert lines()[1:] == [
+        ("ERROR", "writing rows: still failing, 120 more failures since the last line: "
+                  "disk still full"),
+    ]  # fmt: skip
+    clock.advance(59)
+    failures.failed("disk full", count=7)
+    clock.advance(1)
+    failures.failed("disk full", count=3)
+    assert lines()[2:] == [
+        ("ERROR", "writing rows: still failing, 10 more failures since the last line: disk full")
+    ]
+
+
+def test_success_logs_the_recovery_once_with_the_total(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock = FakeClock()
+    failures = _failures_log(clock, unit="rows")
+    failures.failed("disk full", count=53)
+    clock.advance(30)
+    failures.failed("disk full", count=40)
+    clock.advance(45)
+    failures.failed("disk full", count=2)  # a line: 42 more rows
+    clock.advance(5)
+    failures.succeeded()
+    failures.succeeded()
+    clock.advance(1)
+    failures.succeeded()
+    assert not failures.failing
+    assert lines() == [
+        ("ERROR", "writing rows: disk full (53 rows; repeats are logged at most every 60 s until "
+                  "it recovers)"),
+        ("ERROR", "writing rows: still failing, 42 more rows since the last line: disk full"),
+        ("WARNING", "writing rows: recovered after 95 rows in 80 s"),
+    ]  # fmt: skip
+
+
+def test_success_without_failure_logs_nothing(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    failures = _failures_log(FakeClock())
+    for _ in range(3):
+        failures.succeeded()
+    assert lines() == [] and not failures.failing
+
+
+def test_a_new_failure_long_after_the_recovery_logs_its_start_at_once(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock = FakeClock()
+    failures = _failures_log(clock)
+    failures.failed("disk full")
+    clock.advance(1)
+    failures.succeeded()
+    clock.advance(3600)
+    failures.failed("database locked")
+    assert [message for _, message in lines()] == [
+        "writing rows: disk full (repeats are logged at most every 60 s until it recovers)",
+        "writing rows: recovered after 1 failures in 1 s",
+        "writing rows: database locked (repeats are logged at most every 60 s until it recovers)",
+    ]
+
+
+def test_a_flapping_failure_is_two_lines_per_interval(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    """Fail, succeed, fail, succeed... every flush: a start and a recovery per minute, and the
+    failures in between counted by the next start line."""
+    clock = FakeClock()
+    failures = _failures_log(clock, unit="rows")
+    for _ in range(400):  # 120 s: a failed flush of 2 rows, then a good one, every 0.3 s
+        failures.failed("disk full", count=2)
+        clock.advance(0.15)
+        failures.succeeded()
+        clock.advance(0.15)
+    assert lines() == [
+        ("ERROR", "writing rows: disk full (2 rows; repeats are logged at most every 60 s "
+                  "until it recovers)"),
+        ("WARNING", "writing rows: recovered after 2 rows in 0 s"),
+        # the failed flushes from 0.3 s (silent: 0.15 s after the recovery) to 60.3 s
+        ("ERROR", "writing rows: disk full (402 rows since the last line; repeats are logged "
+                  "at most every 60 s until it recovers)"),
+        ("WARNING", "writing rows: recovered after 402 rows in 0 s"),
+    ]  # fmt: skip
+
+
+def test_the_interval_and_the_extras_are_the_callers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=REPEATED)
+    clock = FakeClock()
+    failures = _failures_log(clock, interval_s=5)
+    failures.failed("boom", model="m")
+    clock.advance(5)
+    failures.failed("boom", model="m")
+    failures.succeeded(model="m")
+    records = [r for r in caplog.records if r.name == REPEATED]
+    assert [r.getMessage().split(":")[1].strip() for r in records] == [
+        "boom (repeats are logged at most every 5 s until it recovers)",
+        "still failing, 1 more failures since the last line",
+        "recovered after 2 failures in 5 s",
+    ]
+    assert [r.__dict__["model"] for r in records] == ["m", "m", "m"]
+
+
+def test_failures_from_many_threads_are_all_counted_and_lines_stay_in_order(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    clock = TickingClock(0.001)  # 8,000 failures: 8 s, an interval of 1 s
+    failures = _failures_log(clock, interval_s=1.0, unit="rows")
+    barrier = threading.Barrier(8)
+
+    def fail() -> None:
+        barrier.wait()
+        for _ in range(1000):
+            failures.failed("disk full")
+
+    threads = [threading.Thread(target=fail) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failures.succeeded()
+    logged = lines()
+    assert logged[0][1].startswith("writing rows: disk full (repeats")
+    assert logged[-1] == ("WARNING", "writing rows: recovered after 8000 rows in 8 s")
+    still = [int(m.split(", ")[1].split()[0]) for _, m in logged[1:-1]]
+    assert all("still failing" in m for _, m in logged[1:-1])
+    assert 6 <= len(still) <= 8  # one a second, the clock read once per failure
+    assert 1 + sum(still) <= 8000
+
+
+def test_success_and_failure_racing_keep_the_lines_a_valid_sequence(
+    lines: Callable[[], list[tuple[str, str]]],
+) -> None:
+    """Each line is written under the lock: a recovery never precedes its start, two starts
+    never follow each other without a recovery between them."""
+    clock = TickingClock(0.01)
+    failures = _failures_log(clock, interval_s=0.05)
+    barrier = threading.Barrier(4)
+
+    def hammer(fail: bool) -> None:
+        barrier.wait()
+        for _ in range(2000):
+            if fail:
+                failures.failed("x")
+            else:
+                failures.succeeded()
+
+    threads = [threading.Thread(target=hammer, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failures.succeeded()
+    kinds = [
+        "recovered" if "recovered" in m else "still" if "still failing" in m else "start"
+        for _, m in lines()
+    ]
+    assert kinds and kinds[0] == "start" and kinds[-1] == "recovered"
+    failing = False
+    for kind in kinds:
+        assert (kind == "start") != failing, kinds  # a start only when not failing, else not
+        failing = kind != "recovered"

@@ -19,6 +19,7 @@ import orjson
 
 from app import metrics
 from app.errors import ErrorReason, RequestError
+from app.logs import RepeatedFailureLog
 from app.metrics import OP_FEEDBACK
 from app.monitoring.predlog import PredictionLog
 from app.monitoring.records import (
@@ -31,6 +32,11 @@ from app.registry.metadata import Label, ModelMetadata
 from app.registry.store import RegistryError
 
 log = logging.getLogger(__name__)
+
+# Per worker process: a log that stays unavailable is a line when it starts, at most one a
+# minute while it lasts and one when it ends, however many requests are refused (each counted).
+_not_stored = RepeatedFailureLog(log, "feedback not stored", unit="requests")
+_shadow_not_judged = RepeatedFailureLog(log, "shadow answers not judged", unit="answers")
 
 # Ids the scoring entry hands out (32 hex digits): only these can still sit in a write buffer.
 PREDICTION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -200,9 +206,10 @@ def submit_feedback(
         raise
     except (LogBackendError, RegistryError, OSError, ValueError) as exc:
         metrics.LOG_WRITE_FAILURES.labels(OP_FEEDBACK).inc()
-        log.error("feedback not stored: %s", exc)
+        _not_stored.failed(exc)
         message = f"the prediction log is unavailable: {exc}"
         raise RequestError(ErrorReason.LOG_UNAVAILABLE, message) from None
+    _not_stored.succeeded()
     for j in judged:
         j.count()
     _judge_shadows(shadows, metadata, {j.item.prediction_id: j.item for j in judged})
@@ -222,9 +229,9 @@ def _judge_shadows(
         try:
             judged = judge(items[stored.id], stored, metadata(stored.model, stored.version))
         except (RegistryError, OSError, ValueError, RequestError) as exc:
-            log.warning("shadow answer of %s version %s not judged: %s", stored.model,
-                        stored.version, exc)  # fmt: skip
+            _shadow_not_judged.failed(f"{stored.model} version {stored.version}: {exc}")
             continue
+        _shadow_not_judged.succeeded()
         if judged.outcome is not None:
             metrics.SHADOW_FEEDBACK.labels(stored.model, stored.version, judged.outcome).inc()
 

@@ -6,7 +6,9 @@ much again as its own rows. A shadow row may so be written before its production
 before or after that row's label: the insert and ``add_feedback`` take turns and each reads
 what the other stored (``LogBackend.write_shadow``), so every label is judged against the
 shadow's answer exactly once, here for the labels that came first, by ``/feedback`` for the
-rest. Failures raise: the scorer reports them and the server counts them.
+rest. Failures to write raise: the scorer reports them and the server counts and logs them
+(``app.serving.shadow``). A label that cannot be judged here is logged when that starts, at
+most once a minute while it lasts, and when it ends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 
 from app.config import Settings
 from app.errors import RequestError
+from app.logs import RepeatedFailureLog
 from app.monitoring.backend import open_backend
 from app.monitoring.feedback import FeedbackItem, judge
 from app.monitoring.predlog import encode_outputs
@@ -51,6 +54,7 @@ class ShadowWriter:
     def __init__(self, settings: Settings) -> None:
         self.backend = open_backend(settings.database_url, settings.prediction_log_path)
         self._registry = Registry(settings.registry)
+        self._not_judged = RepeatedFailureLog(log, "shadow answers not judged", unit="labels")
 
     def write(self, result: InferenceResult) -> Counter[str]:
         """Store the answers; the outcomes (correct, incorrect) of the labels already there."""
@@ -87,8 +91,9 @@ class ShadowWriter:
                 item = FeedbackItem(pid, orjson.loads(label), "")
                 judged = judge(item, StoredPrediction(pid, at, model, version, output), meta)
             except (RegistryError, OSError, ValueError, RequestError) as exc:
-                log.warning("shadow answer for %s not judged: %s", pid, exc)
+                self._not_judged.failed(f"{model} version {version}, prediction {pid}: {exc}")
                 continue
+            self._not_judged.succeeded()
             if judged.outcome is not None:
                 outcomes.append(judged.outcome)
         return outcomes

@@ -8,7 +8,9 @@ the off-path scorer process (``app.serving.offpath``), which scores it on a core
 reports back; one hop is in flight at a time, so a scorer that cannot keep up only makes the
 queue drop. The report's agreement counts, differences, failures and durations go into this
 process's metrics with one increment per series; a shadow's outputs the scorer writes to the
-prediction log itself, marked as shadow.
+prediction log itself, marked as shadow. Failures (a hop, a version's rows, the shadow rows the
+log refused) are counted every time and logged when they start, at most once a minute while they
+last, and when they end (``RepeatedFailureLog``): not one line per hop.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import numpy as np
 
 from app import metrics
 from app.config import Settings
+from app.logs import RepeatedFailureLog
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath_protocol import HEADER, Report, ShadowLog, Start, Task, frame
+from app.serving.offpath_protocol import HEADER, Report, ShadowLog, Start, Task, Version, frame
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,12 @@ class ShadowQueue:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        logger = logging.getLogger(__name__)  # ``log`` is the shadow log's writer here
+        self._hops_failed = RepeatedFailureLog(logger, "off-path scoring failed", unit="jobs")
+        self._rows_not_written = RepeatedFailureLog(
+            logger, "prediction log: shadow rows not written", unit="rows"
+        )
+        self._version_failures: dict[Version, RepeatedFailureLog] = {}
 
     @property
     def depth(self) -> int:
@@ -195,17 +204,19 @@ class ShadowQueue:
             groups = _group(jobs)
             try:
                 tasks = [_task(group, self._logged) for group in groups]
-                self._settle(await self._scorer.score(tasks))
+                self._settle(tasks, await self._scorer.score(tasks))
             except Exception as exc:  # never let one bad hop stop the consumer
                 for job in jobs:
                     metrics.SHADOW_FAILURES.labels(job.scorer.name, job.scorer.version).inc()
-                log.error("off-path scoring of %d jobs failed: %s", len(jobs), exc)
+                self._hops_failed.failed(exc, count=len(jobs))
+            else:
+                self._hops_failed.succeeded()
             rest = self._interval_s - (loop.time() - started)
             if rest > 0 and self._jobs and len(self._jobs) < self._max_jobs // 2:
                 await asyncio.sleep(rest)
 
-    def _settle(self, report: Report) -> None:
-        """Count the hop with one increment per series."""
+    def _settle(self, tasks: list[Task], report: Report) -> None:
+        """Count the hop with one increment per series; log failures as they start and end."""
         for (name, version, outcome), n in report.agree.items():
             if n:
                 metrics.AGREEMENT.labels(name, version, outcome).inc(n)
@@ -215,8 +226,11 @@ class ShadowQueue:
                 histogram.observe(value)
         for (name, version), n in report.failures.items():
             metrics.SHADOW_FAILURES.labels(name, version).inc(n)
-            log.warning("%s version %s failed off-path: %s", name, version,
-                        report.errors.get((name, version), "?"))  # fmt: skip
+            error = report.errors.get((name, version), "?")
+            self._version_log(name, version).failed(error, count=n)
+        for scorer in {task.scorer for task in tasks} - report.failures.keys():
+            if scorer in self._version_failures:
+                self._version_failures[scorer].succeeded()
         for (name, version), seconds in report.durations.items():
             histogram = metrics.INFERENCE_DURATION.labels(name, version)
             for value in seconds:
@@ -225,8 +239,22 @@ class ShadowQueue:
             metrics.SHADOW_FEEDBACK.labels(name, version, outcome).inc(n)
         if report.log_failures:
             metrics.LOG_WRITE_FAILURES.labels(metrics.OP_PREDICTIONS).inc(report.log_failures)
-            log.error("prediction log: %d shadow rows not written: %s", report.log_failures,
-                      report.log_error)  # fmt: skip
+            self._rows_not_written.failed(report.log_error, count=report.log_failures)
+        elif any(task.ids and report.failures[task.scorer] == 0 for task in tasks):
+            self._rows_not_written.succeeded()  # a version's rows were written
+
+    def _version_log(self, name: str, version: str) -> RepeatedFailureLog:
+        found = self._version_failures.get((name, version))
+        if found is None:
+            if len(self._version_failures) >= 64:  # forget the versions that recovered
+                self._version_failures = {
+                    k: v for k, v in self._version_failures.items() if v.failing
+                }
+            what = f"{name} version {version} failed off-path"
+            found = self._version_failures[(name, version)] = RepeatedFailureLog(
+                log, what, unit="requests"
+            )
+        return found
 
 
 def _group(jobs: list[Job]) -> list[list[Job]]:
