@@ -134,7 +134,7 @@ def test_pinned_versions_load_on_demand_in_a_bounded_cache(
         expected = estimator.predict_proba(np.asarray(_rows(KSERVE_REQUEST)))
         assert _output(response.json(), "predict_proba")["data"] == expected.ravel().tolist()
         seen[version] = _output(response.json(), "predict_proba")["data"]
-        assert len(client.app.state.services.models._pinned) <= 1  # type: ignore[attr-defined]
+        assert len(client.app.state.services.models._pinned.loaded()) <= 1  # type: ignore[attr-defined]
     assert len({str(v) for v in seen.values()}) == 3
     assert client.post("/v2/models/iris/infer", json=request).json()["model_version"] == "3"
     ready = client.get("/v2/models/iris/versions/2/ready")
