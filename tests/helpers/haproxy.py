@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from scripts.stack_test_balancer import slots
-from tests.helpers.support import ROOT, free_port, stop_process
+from tests.helpers.support import ROOT, Managed, free_port, stop_process
 
 COMMITTED = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 KEPT = ("global", "defaults", "frontend api", "backend modelserve", "frontend stats")
@@ -72,7 +71,7 @@ def derived_config(committed: str, servers: dict[str, int], api_port: int, stats
     return "\n".join(out) + "\n"
 
 
-class HAProxy:
+class HAProxy(Managed):
     """``haproxy -db`` (foreground) with the derived configuration; a context manager."""
 
     def __init__(self, workdir: Path, servers: dict[str, int]) -> None:
@@ -122,14 +121,6 @@ class HAProxy:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, timeout=10)

@@ -7,19 +7,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 import yaml
 
 from tests.helpers.queries import RULE_FILES
-from tests.helpers.support import free_port, stop_process
+from tests.helpers.support import Managed, free_port, stop_process
 
 T = TypeVar("T")
 
 
-class PrometheusServer:
+class PrometheusServer(Managed):
     """Scrapes ``targets`` as job ``modelserve`` every second and evaluates rules every second."""
 
     def __init__(self, workdir: Path, targets: list[str]) -> None:
@@ -107,14 +106,3 @@ class PrometheusServer:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

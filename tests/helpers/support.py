@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -59,7 +59,28 @@ def run_cli(
     )
 
 
-class Server:
+class Managed:
+    """A process started on entering a ``with`` block and stopped on leaving it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Server(Managed):
     """``modelserve serve`` as a subprocess on a free loopback port.
 
     Use as a context manager; ``wait_ready()`` polls /health/ready. Logs go to ``log_path``.
@@ -118,17 +139,6 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         return 0 if self.proc is None else stop_process(self.proc, sig, timeout)
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def wait_all_workers_ready(url: str, streak: int = 20, timeout: float = 90) -> None:
