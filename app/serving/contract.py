@@ -19,6 +19,7 @@ becomes one DataFrame (``model_input``), not one per request concatenated, which
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from app.errors import ErrorReason, RequestError, describe_value
+from app.errors import ErrorReason, RequestError, clip, describe_value, quote
 from app.registry.metadata import FeatureSpec, InputFormat
 from app.serving import typed
 
@@ -81,8 +82,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _some(names: Sequence[str]) -> str:
+    """The first five names, each cut (a client's unknown key may be a megabyte)."""
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-    return ", ".join(map(str, names[:5])) + more
+    return ", ".join(clip(str(n)) for n in names[:5]) + more
 
 
 def concat(parts: Sequence[Rows]) -> Rows:
@@ -116,12 +118,17 @@ def split_rows(rows: Rows, sizes: Sequence[int]) -> list[Rows]:
 
 
 class InputContract:
-    """The features a model version takes, in order, and the form it takes them in."""
+    """The features a model version takes, in order, and the form it takes them in; a string
+    value longer than ``max_string_length`` characters is refused naming its feature."""
 
     def __init__(
-        self, features: Sequence[FeatureSpec], input_format: InputFormat = "array"
+        self,
+        features: Sequence[FeatureSpec],
+        input_format: InputFormat = "array",
+        max_string_length: int | None = None,
     ) -> None:
         self.features = tuple(features)
+        self.max_string_length = sys.maxsize if max_string_length is None else max_string_length
         self.feature_names = [f.name for f in self.features]
         self.width = len(self.features)
         self.input_format = input_format
@@ -191,7 +198,7 @@ class InputContract:
             unknown = [k for k in instance if k not in self._names]
             raise _invalid(
                 ErrorReason.INVALID_FEATURES,
-                f"{path}[{i}].{unknown[0]}",
+                f"{path}[{i}].{clip(unknown[0])}",
                 f"unknown feature(s): {_some(unknown)}",
             )
         row = [instance[n] for n in self.feature_names]
@@ -235,7 +242,7 @@ class InputContract:
                 raise _invalid(
                     ErrorReason.INVALID_FEATURES,
                     f"{column.field}.name",
-                    f"{column.name!r} is not a feature of this model; send "
+                    f"{quote(column.name)} is not a feature of this model; send "
                     f"one [N, {self.width}] tensor, or one tensor per feature named after it",
                 )
             if column.name in by_name:
@@ -266,5 +273,5 @@ class InputContract:
     # ---- typed rows ----------------------------------------------------------------------
 
     def _typed(self, rows: list[list[Any]], field_of: typed.FieldOf) -> TypedRows:
-        cells = typed.check_cells(self.features, rows, field_of)
+        cells = typed.check_cells(self.features, rows, field_of, self.max_string_length)
         return TypedRows(self.features, self.input_format, cells)

@@ -34,7 +34,9 @@ class ServedModel:
         # thread (which warms it up) and in the inference thread before this version's calls.
         limit_model_threads(settings.model_threads)
         executor.submit(limit_model_threads, settings.model_threads)
-        self.contract = InputContract(self.metadata.features, self.metadata.input_format)
+        self.contract = InputContract(
+            self.metadata.features, self.metadata.input_format, settings.max_string_length
+        )
         # One-pass scorers only for float64 matrices; typed rows use the model's own methods.
         self._scorer = compile_scorer(self.estimator, self.has_proba, fast=self.contract.numeric)
         self.loaded_at = 0.0

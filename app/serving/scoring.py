@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.errors import ErrorReason, RequestError
+from app.errors import ErrorReason, RequestError, clip, short_repr
 from app.registry.store import ModelNotFoundError, RegistryError
 from app.results import InferenceResult
 from app.serving.batching import BatchResult, QueueFullError
@@ -40,6 +40,8 @@ from app.serving.typed import unknown_category
 log = logging.getLogger(__name__)
 
 UNKNOWN_MODEL_LABEL = "_unknown"
+# The most of a model's exception text an error answer (or the log) quotes.
+MODEL_MESSAGE_CHARS = 512
 
 
 # Where a request's answers go with its rows (the prediction log's ``submit``): a float64
@@ -196,21 +198,24 @@ class Inference:
 
     async def _model_failed(self, served: ServedModel, rows: Rows, exc: Exception) -> RequestError:
         """422 when the model refuses this input but still scores its example; else 500."""
+        # The model's own message may quote the input (scikit-learn's encoders quote the
+        # unknown category): cut, as every value of the client's an error quotes.
+        said = clip(str(exc), MODEL_MESSAGE_CHARS)
         if not await served.still_scores():
             log.error(
-                "model %s version %s fails on its example: %s", served.name, served.version, exc
+                "model %s version %s fails on its example: %s", served.name, served.version, said
             )
-            message = f"model {served.name!r} version {served.version} failed: {exc}"
+            message = f"model {served.name!r} version {served.version} failed: {said}"
             return self._refused(served.name, ErrorReason.MODEL_ERROR, message)
         unknown = unknown_category(served.contract.features, model_input(rows))
         if unknown is not None:
             feature, value = unknown
             message = (
-                f"feature {feature!r} has the value {value!r}, not seen in training, and the "
-                f"model refuses it: {exc}"
+                f"feature {feature!r} has the value {short_repr(value)}, not seen in training, "
+                f"and the model refuses it: {said}"
             )
             return self._refused(served.name, ErrorReason.REJECTED_BY_MODEL, message, feature)
-        message = f"the model rejected the input: {exc}"
+        message = f"the model rejected the input: {said}"
         return self._refused(served.name, ErrorReason.REJECTED_BY_MODEL, message)
 
     @staticmethod

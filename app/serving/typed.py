@@ -1,16 +1,19 @@
 """Typed rows: JSON values checked against each feature's kind, then built into model input.
 
 A number feature takes JSON numbers, an integer feature whole numbers, a boolean feature
-``true``/``false``, a string feature strings; ``null`` (and ``NaN``) only where the feature is
-nullable. Columns are then built with the training column's dtype, so the model sees what it
-was fitted on: float64 with NaN for missing numbers, int64, bool, and object arrays of ``str``
-(NaN where missing, as pandas holds them) for strings. Unknown categories pass through: the
-fitted encoder decides (``handle_unknown``).
+``true``/``false``, a string feature strings of at most ``max_string`` characters
+(MODELSERVE_MAX_STRING_LENGTH: a client's megabyte never reaches the model, an error message
+or the prediction log); ``null`` (and ``NaN``) only where the feature is nullable. Columns are
+then built with the training column's dtype, so the model sees what it was fitted on: float64
+with NaN for missing numbers, int64, bool, and object arrays of ``str`` (NaN where missing, as
+pandas holds them) for strings. Unknown categories pass through: the fitted encoder decides
+(``handle_unknown``).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,9 +54,13 @@ def _is_missing(value: Any) -> bool:
 
 
 def check_cells(
-    features: Sequence[FeatureSpec], rows: list[list[Any]], field_of: FieldOf
+    features: Sequence[FeatureSpec],
+    rows: list[list[Any]],
+    field_of: FieldOf,
+    max_string: int = sys.maxsize,
 ) -> list[list[Any]]:
-    """The rows' values checked per feature (missing values as None); RequestError if not."""
+    """The rows' values checked per feature (missing values as None), strings at most
+    ``max_string`` characters; RequestError naming the feature if not."""
     for i, row in enumerate(rows):
         for j, spec in enumerate(features):
             value = row[j]
@@ -71,6 +78,13 @@ def check_cells(
                 raise RequestError(
                     ErrorReason.INVALID_VALUE,
                     f"feature {spec.name!r} must be {_WANT[spec.kind]}, got {got}",
+                    field=field_of(i, j),
+                )
+            elif spec.kind == "string" and len(value) > max_string:
+                raise RequestError(
+                    ErrorReason.INVALID_VALUE,
+                    f"feature {spec.name!r} takes strings of at most {max_string} characters "
+                    f"(MODELSERVE_MAX_STRING_LENGTH), got {describe_value(value)}",
                     field=field_of(i, j),
                 )
     return rows

@@ -59,7 +59,14 @@ def test_numeric_csv_on_the_default_route(client: TestClient, registry: Registry
         ("plan,plan\nbasic,pro\n", 422, "csv: header names 'plan' twice"),
         ("plan,country\n", 422, "csv: must hold at least one row after its header"),
         ("a,b\n1,2\n3\n", 422, "csv[1]: has 1 values for a header of 2"),
-        ("plan\n" + "x" * 200_000 + "\n", 422, "csv: is not CSV: field larger than field limit"),
+        # over the csv module's own field limit (128 KiB): read, and refused naming its feature
+        (
+            "plan,country,seats,monthly_fee,autopay,tenure_months\n"
+            + "x" * 200_000
+            + ",de,3,20.0,true,5\n",
+            422,
+            "csv[0].plan: feature 'plan' takes strings of at most 4096 characters",
+        ),
     ],
 )
 def test_bad_csv_is_mlflows_error_naming_where(

@@ -3,20 +3,38 @@
 Each cell becomes its feature's JSON value by the feature's kind, the way pandas' ``read_csv``
 would read the column the model was fitted on: an empty cell is missing, ``true``/``false``
 (any case, or 1/0, yes/no) a boolean, digits an integer, else a float. A cell that is none of
-its kind stays the string it was, so the input contract names the field it refuses.
+its kind stays the string it was, so the input contract names the field it refuses, a string
+too long for it (MODELSERVE_MAX_STRING_LENGTH) included: the csv module's own field limit
+(128 KiB) is raised to the text's length while it is read, so no cell is refused unnamed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from app.errors import ErrorReason, RequestError
+from app.errors import ErrorReason, RequestError, quote
 from app.registry.metadata import FeatureSpec
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_FIELD_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _field_limit(at_least: int) -> Iterator[None]:
+    """The csv module's field limit (process-wide) at least ``at_least`` while in the block:
+    a text cannot hold a field longer than itself, and its size is bounded by the caller."""
+    with _FIELD_LIMIT:
+        before = csv.field_size_limit()
+        csv.field_size_limit(max(before, at_least))
+        try:
+            yield
+        finally:
+            csv.field_size_limit(before)
 
 
 def csv_value(raw: str | None, spec: FeatureSpec) -> Any:
@@ -40,7 +58,8 @@ def csv_records(text: str, features: Sequence[FeatureSpec], field: str) -> list[
     """One record per data line, keyed by the header's names; a cell of a column the model
     does not have stays a string (the contract names it). RequestError for a ragged line."""
     try:
-        lines = list(csv.reader(io.StringIO(text, newline="")))
+        with _field_limit(len(text)):
+            lines = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:  # a NUL byte, a field over the module's size limit
         raise RequestError(ErrorReason.INVALID_REQUEST, f"is not CSV: {exc}", field=field) from None
     return _records(lines, {f.name: f for f in features}, field)
@@ -56,7 +75,7 @@ def _records(
     if len(set(header)) != len(header):
         twice = sorted({name for name in header if header.count(name) > 1})
         raise RequestError(
-            ErrorReason.INVALID_REQUEST, f"header names {twice[0]!r} twice", field=field
+            ErrorReason.INVALID_REQUEST, f"header names {quote(twice[0])} twice", field=field
         )
     records = []
     for i, cells in enumerate(reader):

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from app.api.codecs import v2_binary
 from app.api.errors import HEADERS, STATUS
-from app.errors import ErrorReason, RequestError, describe_value
+from app.errors import ErrorReason, RequestError, describe_value, short_repr
 from app.results import InferenceResult
 from app.serving.contract import Column, InputContract, Rows
 from app.serving.typed import INT_LIMIT
@@ -89,6 +89,13 @@ def decode_infer_request(
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad("id", "must be a string")
+    if request_id is not None and len(request_id) > contract.max_string_length:
+        # The answer echoes it: a megabyte in, a megabyte out.
+        raise _bad(
+            "id",
+            f"must be at most {contract.max_string_length} characters "
+            f"(MODELSERVE_MAX_STRING_LENGTH), got {describe_value(request_id)}",
+        )
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("inputs", "must be a non-empty list of tensors")
@@ -132,12 +139,12 @@ def _tensor(raw: Any, field: str, numeric: bool) -> _Tensor:
         or not 1 <= len(shape) <= 2
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
-        raise _bad(f"{field}.shape", f"must be [N, features] or [N], got {shape!r}")
+        raise _bad(f"{field}.shape", f"must be [N, features] or [N], got {short_repr(shape)}")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise _bad(
             f"{field}.datatype",
-            f"unsupported datatype {datatype!r}; use FP64, INT64 (or another numeric type), "
-            "BYTES (UTF-8 strings) or BOOL",
+            f"unsupported datatype {short_repr(datatype)}; use FP64, INT64 (or another numeric "
+            "type), BYTES (UTF-8 strings) or BOOL",
         )
     if numeric and datatype in ("BYTES", "BOOL"):
         raise _bad(f"{field}.datatype", f"this model takes numbers only, not {datatype}")
@@ -218,7 +225,8 @@ def _outputs(raw: Any, has_proba: bool, binary: bool) -> list[Output]:
         if name not in OUTPUT_NAMES:
             raise _bad(
                 f"outputs[{i}].name",
-                f"unknown output {name!r}; available: {', '.join(available_outputs(has_proba))}",
+                f"unknown output {short_repr(name)}; "
+                f"available: {', '.join(available_outputs(has_proba))}",
             )
         if name == PREDICT_PROBA and not has_proba:
             raise _bad(f"outputs[{i}].name", "this model has no predict_proba")

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from starlette.responses import Response
 
 from app.api.codecs.body import decode_json
-from app.errors import ErrorReason, RequestError, describe_value
+from app.errors import ErrorReason, RequestError, describe_value, quote
 
 HEADER = "Inference-Header-Content-Length"
 CONTENT_TYPE = "application/octet-stream"
@@ -65,7 +65,7 @@ def decode_body(body: bytes, header_length: str | None) -> Any:
         raise _bad(
             HEADER,
             f"must be the byte length of the JSON header, at most the body's {len(body)} bytes; "
-            f"got {header_length!r}",
+            f"got {quote(header_length)}",
         )
     end = int(size)
     try:

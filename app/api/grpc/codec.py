@@ -61,6 +61,8 @@ def request_payload(request: pb2.ModelInferRequest) -> dict[str, Any]:
             item["data"] = _typed(tensor, field)
         inputs.append(item)
     payload: dict[str, Any] = {"inputs": inputs}
+    if request.id:  # checked as REST's (the answer echoes it)
+        payload["id"] = request.id
     if request.outputs:
         payload["outputs"] = [{"name": output.name} for output in request.outputs]
     return payload
