@@ -26,6 +26,7 @@ from app.config import Settings
 from app.logs import RequestContextMiddleware, configure_logging
 from app.monitoring import predlog, shadowlog
 from app.registry.store import Registry, RegistryError
+from app.server.memory import tune_malloc
 from app.server.metrics_port import start_metrics_server
 from app.server.process_metrics import start_sampling
 from app.server.workers import start_sweeping
@@ -107,6 +108,7 @@ def _lifespan(services: Services) -> Any:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
+    tune_malloc()  # once per worker process: freed request memory stays shared
     services = build_services(settings)
     settings = services.settings  # with the default model chosen
     app = FastAPI(
