@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from app import metrics
-from app.errors import ErrorReason, RequestError
+from app.errors import ErrorReason, RequestError, short_repr
 from app.logs import RepeatedFailureLog
 from app.metrics import OP_FEEDBACK
 from app.monitoring.predlog import PredictionLog
@@ -130,7 +130,7 @@ def parse_feedback(payload: Any, max_items: int) -> list[FeedbackItem]:
         if item.prediction_id in seen:
             raise _error(
                 ErrorReason.DUPLICATE_FEEDBACK,
-                f"prediction {item.prediction_id!r} is labelled twice in this request",
+                f"prediction {short_repr(item.prediction_id)} is labelled twice in this request",
                 _field(item.field, "prediction_id"),
             )
         seen.add(item.prediction_id)
@@ -155,7 +155,7 @@ def judge(item: FeedbackItem, prediction: StoredPrediction, meta: ModelMetadata)
         if matched is None:
             raise _error(
                 ErrorReason.INVALID_LABEL,
-                f"label {item.label!r} is not one of the classes of {meta.name} "
+                f"label {short_repr(item.label)} is not one of the classes of {meta.name} "
                 f"version {meta.version}: {classes}",
                 field,
             )
@@ -191,7 +191,7 @@ def submit_feedback(
             if item.prediction_id not in found:
                 raise _error(
                     ErrorReason.UNKNOWN_PREDICTION,
-                    f"no logged prediction has id {item.prediction_id!r}",
+                    f"no logged prediction has id {short_repr(item.prediction_id)}",
                     _field(item.field, "prediction_id"),
                 )
         labelled = plog.backend.has_feedback(list(found))
@@ -259,6 +259,6 @@ def _conflict_if(item: FeedbackItem, conflict: bool) -> None:
     if conflict:
         raise _error(
             ErrorReason.DUPLICATE_FEEDBACK,
-            f"prediction {item.prediction_id!r} already has a label",
+            f"prediction {short_repr(item.prediction_id)} already has a label",
             _field(item.field, "prediction_id"),
         )

@@ -132,3 +132,14 @@ def test_a_long_name_in_the_path_is_cut(serve: Callable[..., TestClient], path: 
         response = client.post(url, json={"instances": [ROW]})
     text = _small_4xx(response)
     assert "nnnn" in text and "... (60" in text, text
+
+
+def test_feedback_quotes_a_long_label_by_its_first_characters(
+    serve: Callable[..., TestClient],
+) -> None:
+    client = serve()
+    pid = client.post("/predict", json={"instances": [ROW]}).json()["prediction_ids"][0]
+    error = client.post("/feedback", json={"prediction_id": pid, "label": "x" * 5000}).json()
+    assert error["error"]["message"].startswith(
+        f"label {'x' * 64!r}... (5000 bytes) is not one of the classes of {MIXED}"
+    ), error
