@@ -29,10 +29,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers.big_strings import ALL_KINDS, MB, ROW, Load, Sampler  # noqa: E402
+from tests.helpers.big_strings import ALL_KINDS, MB, ROW, Load, Sampler, mixed_server  # noqa: E402
 from tests.helpers.hostile import rss_bytes  # noqa: E402
-from tests.helpers.mixed import MIXED, register_churn  # noqa: E402
-from tests.helpers.support import Server, copy_registry, free_port, worker_pids  # noqa: E402
+from tests.helpers.mixed import register_churn  # noqa: E402
+from tests.helpers.support import Server, copy_registry, worker_pids  # noqa: E402
 
 MAX_GROWTH_MB = 64
 
@@ -59,16 +59,8 @@ def prediction_id(url: str) -> str:
 
 
 def run(registry: Path, work: Path, workers: int, requests: int, kinds: list[str]) -> bool:
-    grpc_port = free_port()
-    env = {
-        "MODELSERVE_MODEL": MIXED,
-        "MODELSERVE_WORKERS": str(workers),
-        "MODELSERVE_GRPC_PORT": str(grpc_port),
-        "MODELSERVE_POLL_INTERVAL_S": "0",
-        "MODELSERVE_LOG_LEVEL": "warning",
-        "MODELSERVE_PREDICTION_LOG": str(work / f"predictions-{workers}.db"),
-    }
-    with Server(registry, workdir=work, env=env) as server:
+    server, grpc_port = mixed_server(registry, work, workers, MODELSERVE_LOG_LEVEL="warning")
+    with server:
         server.wait_ready(120)
         pids = server_workers(server, workers)
         load = Load(server.url, grpc_port, prediction_id(server.url))

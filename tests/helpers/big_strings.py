@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +30,7 @@ import orjson
 from tests.helpers.grpc_client import infer_request, stub
 from tests.helpers.hostile import rss_bytes
 from tests.helpers.mixed import MIXED
+from tests.helpers.support import Server, free_port
 
 ROW: dict[str, Any] = {
     "plan": "basic",
@@ -239,3 +241,17 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join()
         return {pid: (self.peak[pid] - self.before[pid]) / MB for pid in self.pids}
+
+
+def mixed_server(registry: Path, work: Path, workers: int, **env: str) -> tuple[Server, int]:
+    """``modelserve serve`` of the churn model, not started, and its free gRPC port."""
+    grpc_port = free_port()
+    settings = {
+        "MODELSERVE_MODEL": MIXED,
+        "MODELSERVE_WORKERS": str(workers),
+        "MODELSERVE_GRPC_PORT": str(grpc_port),
+        "MODELSERVE_POLL_INTERVAL_S": "0",
+        "MODELSERVE_PREDICTION_LOG": str(work / f"predictions-{workers}.db"),
+        **env,
+    }
+    return Server(registry, workdir=work, env=settings), grpc_port

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers.big_strings import ALL_KINDS, ROW, Load, Sampler
-from tests.helpers.mixed import MIXED, register_churn
-from tests.helpers.support import Server, copy_registry, free_port, worker_pids
+from tests.helpers.big_strings import ALL_KINDS, ROW, Load, Sampler, mixed_server
+from tests.helpers.mixed import register_churn
+from tests.helpers.support import Server, copy_registry, worker_pids
 
 pytestmark = pytest.mark.e2e
 WORKERS = 2
@@ -31,15 +31,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, L
     work = tmp_path_factory.mktemp("big-strings")
     registry = copy_registry(work / "models")
     register_churn(registry, work)
-    grpc_port = free_port()
-    env = {
-        "MODELSERVE_MODEL": MIXED,
-        "MODELSERVE_WORKERS": str(WORKERS),
-        "MODELSERVE_GRPC_PORT": str(grpc_port),
-        "MODELSERVE_POLL_INTERVAL_S": "0",
-        "MODELSERVE_PREDICTION_LOG": str(work / "predictions.db"),
-    }
-    with Server(registry, workdir=work, env=env) as server:
+    server, grpc_port = mixed_server(registry, work, WORKERS)
+    with server:
         server.wait_ready(120)
         assert server.proc is not None
         deadline = time.monotonic() + 60
