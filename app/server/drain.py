@@ -12,9 +12,9 @@ and the lifespan stops the gRPC service (which answered throughout) and flushes 
 log. SIGINT (Ctrl-C), a second SIGTERM, a drain of 0, or a SIGTERM before the worker listens
 stop at once, as uvicorn does.
 
-The flag is the ``threading.Event`` the application's lifespan publishes as ``draining`` in its
-state (``app/main.py``): uvicorn hands that dict to the lifespan and to every connection, and
-the readiness route reads it from ``request.state``.
+The flag is the model manager's ``draining`` event, which the application's lifespan publishes
+as ``draining`` in its state (``app/main.py``): uvicorn hands that dict to the lifespan and to
+every connection, and every readiness answer reads the manager's ``ready`` (false once set).
 
 With several workers uvicorn's supervisor spawns each worker's ``uvicorn.Server`` itself, so
 ``Supervisor`` and ``DrainingProcess`` are its ``Multiprocess`` and ``Process`` (uvicorn 0.54,

@@ -59,8 +59,9 @@ def main(argv: list[str]) -> int:
     root, name, version = argv
     executor = ThreadPoolExecutor(max_workers=1)
     try:
-        artifact = Registry(Path(root)).load(name, version)
-        ServedModel(artifact, Settings(registry=Path(root)), executor).warm_up()
+        ServedModel.load(
+            Registry(Path(root)), name, version, Settings(registry=Path(root)), executor
+        )
     except Exception as exc:  # any failure is the answer, said in one line
         text = " ".join(str(exc).split()) or "(no message)"
         print(f"{type(exc).__name__}: {text}", file=sys.stderr)

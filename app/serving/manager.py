@@ -282,10 +282,7 @@ class ModelManager:
         return any(s is served for s in self.served.values()) or self.companions.holds(served)
 
     def _load(self, name: str, version: str) -> ServedModel:
-        artifact = self.registry.load(name, version)
-        served = ServedModel(artifact, self.settings, self._executor)
-        served.warm_up()
-        return served
+        return ServedModel.load(self.registry, name, version, self.settings, self._executor)
 
     def _failed(
         self,

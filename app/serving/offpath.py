@@ -165,8 +165,7 @@ class Scorer:
     def _load(self, version: Version) -> ServedModel:
         served = self._loaded.get(version)
         if served is None:
-            served = ServedModel(self._registry.load(*version), self._settings, self._executor)
-            served.warm_up()
+            served = ServedModel.load(self._registry, *version, self._settings, self._executor)
             self._loaded[version] = served
             while len(self._loaded) > MAX_LOADED:
                 self._loaded.popitem(last=False)

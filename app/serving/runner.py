@@ -10,7 +10,7 @@ from typing import Any
 from app import metrics
 from app.config import Settings
 from app.registry.metadata import ModelMetadata
-from app.registry.store import LoadedArtifact
+from app.registry.store import LoadedArtifact, Registry
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.contract import InputContract, ModelInput, Rows, model_input
 from app.serving.exactness import settle_scorer
@@ -52,6 +52,16 @@ class ServedModel:
             on_depth=self.observer.queue_depth,
             predict_each=self._call_each,
         )
+
+    @classmethod
+    def load(
+        cls, registry: Registry, name: str, version: str, settings: Settings, executor: Executor
+    ) -> ServedModel:
+        """A version verified, loaded and warmed: how the server, its off-path scorer and the
+        CLI's load check (``app.serving.loadcheck``) all bring a version up."""
+        served = cls(registry.load(name, version), settings, executor)
+        served.warm_up()
+        return served
 
     @property
     def queue_depth(self) -> int:
