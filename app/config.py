@@ -109,6 +109,23 @@ class Settings(BaseSettings):
         "canary); beyond it they are dropped and counted, never slowing the answers.",
     )
 
+    # ---- :explain (app/serving/explain) ----
+    explain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest an :explain request may take (504 after), waiting in line and "
+        "building the version's explainer included (the build goes on for the next request).",
+    )
+    explain_queue_size: int = Field(
+        64,
+        ge=1,
+        description="Explain requests queued or running per worker; beyond it 503 + "
+        "Retry-After. Explanations run in their own thread, never in the inference thread.",
+    )
+    explain_max_batch: int = Field(
+        100, ge=1, description="Most instances one :explain request may carry (413 above)."
+    )
+
     # ---- prediction log (app/monitoring) ----
     prediction_log_enabled: bool = Field(True, description="Log predictions; needed by feedback.")
     prediction_log: Path | None = Field(

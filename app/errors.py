@@ -43,6 +43,7 @@ class ErrorReason(StrEnum):
     TIMEOUT = "timeout"
     REJECTED_BY_MODEL = "rejected_by_model"  # the model raised on this input only
     MODEL_ERROR = "model_error"  # the model fails even on its own example
+    NOT_EXPLAINABLE = "not_explainable"  # no exact explainer for this version (:explain)
     # feedback
     UNKNOWN_PREDICTION = "unknown_prediction"
     DUPLICATE_FEEDBACK = "duplicate_feedback"

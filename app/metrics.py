@@ -206,6 +206,21 @@ HELDOUT_ACCURACY = _latest_gauge(
 )
 
 
+# ---- :explain (app.serving.explain): off the predict path, in its own thread ----------------
+
+EXPLAIN_DURATION = Histogram(
+    "modelserve_explain_duration_seconds",
+    "Time spent explaining one request's rows in the explain thread: the contributions, the "
+    "model's own output and the sum check (a version's explainer is built before, not counted).",
+    ["model", "version"],
+    buckets=(*INFERENCE_BUCKETS, 10.0),
+)
+EXPLAIN_REQUESTS = Counter(
+    "modelserve_explain_requests",
+    "Explain requests answered by each version, by outcome (ok, or the error reason).",
+    ["model", "version", "outcome"],  # outcome: ok | an app.errors.ErrorReason value
+)
+
 # ---- the OIP gRPC service (app.api.grpc): what HTTP's instrumentator counts for HTTP ----------
 
 GRPC_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
