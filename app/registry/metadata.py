@@ -108,6 +108,11 @@ class ModelMetadata(BaseModel):
     example: list[Value] = Field(
         default_factory=list, description="One training row, used for smoke tests and docs."
     )
+    background: list[list[Value]] = Field(
+        default_factory=list,
+        description="Up to 100 training rows (a seeded sample, values as a request sends them) "
+        "that :explain measures contributions from; empty for versions registered before.",
+    )
     input_format: InputFormat = Field(
         "array",
         description="What the estimator was fitted on: a float64 array, or a pandas DataFrame "

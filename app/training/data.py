@@ -25,6 +25,7 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 
 from app.registry.metadata import FeatureKind, FeatureSpec, InputFormat, ModelMetadata, Value
+from app.training import background
 from app.training.reference import build_frame_reference, frame_fingerprint
 from app.training.spec import SpecError, TrainSpec
 
@@ -94,6 +95,7 @@ class Split:
             "input_format": "frame",
             "data_fingerprint": frame_fingerprint(self.frame_train, self.y_train),
             "example": example_row(self.frame_test),
+            "background": background.frame_rows(self.frame_train),
             "reference": build_frame_reference(
                 self.frame_train, self.y_train, self.features, classification
             ),

@@ -28,6 +28,7 @@ from app.registry.artifacts import FORMATS, ArtifactFormat
 from app.registry.metadata import FeatureSpec, InputFormat, ModelMetadata, Task
 from app.registry.store import Registry
 from app.training import artifact_input, calibration, compare, schema_infer, train
+from app.training.background import frame_rows
 from app.training.data import NUMERIC_KINDS, example_row, typed_frame
 from app.training.evaluate import score
 from app.training.quality import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
@@ -281,6 +282,7 @@ def _store(
         fields["reference"] = build_frame_reference(typed, y, c.features, classification)
         fields["data_fingerprint"] = frame_fingerprint(typed, y)
         fields["rows"] = {"sample": len(sample)}
+        fields["background"] = frame_rows(typed)  # what :explain measures from
         if classification:  # the sample's rows stand in for held-out ones
             X = schema_infer.model_input(sample, c.features, c.input_format)
             fields.update(calibration.calibration_fields(loaded.estimator, X, y))

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 
 from app.registry.metadata import Label, Task
 from app.registry.store import Registry
-from app.training import appended
+from app.training import appended, background
 from app.training import data as data_mod
 from app.training.calibration import calibration_fields
 from app.training.card import model_card
@@ -132,6 +132,7 @@ def fitted_fields(
         "classes": classes,
         "data_fingerprint": data_fingerprint(X_train, y_train),
         "example": [float(v) for v in example],
+        "background": background.matrix_rows(X_train),
         "reference": build_reference(
             X_train, y_train, feature_names, classification=task == "classification"
         ),

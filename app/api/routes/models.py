@@ -42,7 +42,7 @@ async def get_model(name: str, registry: RegistryDep, manager: ManagerDep) -> di
         versions = []
         for version in summary["versions"]:
             meta = registry.metadata(name, version)
-            versions.append(meta.model_dump(mode="json", exclude={"reference"}))
+            versions.append(meta.model_dump(mode="json", exclude={"reference", "background"}))
     except ModelNotFoundError as exc:
         raise RequestError(ErrorReason.UNKNOWN_MODEL, str(exc), field="name") from None
     return {**summary, "alias_history": registry.alias_history(name), "metadata": versions}
