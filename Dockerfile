@@ -13,10 +13,11 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
 # Dependencies first (their own layer, rebuilt only when the lock or the dependency list
-# changes): the runtime dependencies from pyproject.toml, pinned by requirements.lock, which
-# also pins the dev tools that must stay out of the image.
+# changes): the runtime dependencies from pyproject.toml and its `explain` extra (TreeSHAP for
+# :explain), pinned by requirements.lock, which also pins the dev tools that must stay out of
+# the image.
 COPY pyproject.toml requirements.lock ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > runtime.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['explain']))" > runtime.txt \
     && pip install --no-cache-dir -c requirements.lock -r runtime.txt
 
 COPY README.md ./
