@@ -3,7 +3,8 @@
 One command (``make bench``) trains a RandomForest(200) and a mixed-type pipeline
 (OneHotEncoder + HistGradientBoosting on a DataFrame) into a temporary registry copy next
 to the default logistic model, starts every server itself on loopback, warms up, runs wrk at
-c=1, 16 and 64 for the three models, runs the overload check (c=512 on the forest), the
+c=1, 16 and 64 for the three models, profiles where a request's time goes at c=1 and 64
+(``bench/stages.py``), runs the overload check (c=512 on the forest), the
 protocol table (``bench/protocols.py``: JSON, binary tensors, gRPC; needs h2load) and the
 shadow on/off check (``bench/shadow.py``, logistic at c=16) and prints a markdown table.
 ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma list of logistic,
@@ -46,6 +47,8 @@ from bench.servers import (
     wrk,
 )
 from bench.shadow import shadow_check
+from bench.stages import stage_profiles
+from bench.stages import table as stage_table
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
@@ -221,6 +224,7 @@ def main() -> None:
                         result = wrk(url, bodies[model], c, args.duration)
                         results[(server, model, c)] = result
                         print(f"{server} {model} c={c}: {result}", file=sys.stderr)
+    stages = stage_profiles(work, registry.root, {m: bodies[m] for m in models}, args.duration)
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
     )
@@ -270,6 +274,11 @@ def main() -> None:
             if MIXED in models
             else []
         ),
+        "",
+        "Where a request's time goes (one modelserve process; `bench/stages.py`: the GIL-holding",
+        "thread sampled by py-spy, each sample given to the stage of its innermost known frame):",
+        "",
+        *stage_table(stages),
         "",
         "Targets (one process):",
         "",

@@ -112,8 +112,15 @@ class BenchServer:
 
     @classmethod
     def start(
-        cls, kind: str, work: Path, registry: Path, model: str, env: dict[str, str] | None = None
+        cls,
+        kind: str,
+        work: Path,
+        registry: Path,
+        model: str,
+        env: dict[str, str] | None = None,
+        repo: Path | None = None,
     ) -> BenchServer:
+        """``repo``: serve modelserve from that checkout (an earlier commit's code) instead."""
         port = free_port()
         full_env = {**os.environ, **(env or {})}
         if kind == "baseline":
@@ -128,14 +135,17 @@ class BenchServer:
             ready = "/health"
         else:
             workers = "2" if kind == "modelserve-w2" else "1"
-            cmd = [str(BIN / "modelserve"), "serve", "--registry", str(registry)]
+            cmd = [str(BIN / "modelserve")] if repo is None else [sys.executable, "-m", "app.cli"]
+            cmd += ["serve", "--registry", str(registry)]
             cmd += ["--port", str(port), "--workers", workers, "--model", LOGISTIC]
             full_env.setdefault("MODELSERVE_POLL_INTERVAL_S", "0")
             full_env.setdefault("MODELSERVE_SHUTDOWN_DRAIN_S", "0")  # stopped at once when done
             ready = "/health/ready"
         log_path = work / f"{kind}-{model}-{port}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=repo
+            )
         server = cls(kind, f"http://127.0.0.1:{port}", proc, log_path)
         server.wait(ready)
         return server
