@@ -18,8 +18,9 @@ from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.fastpath import PredictFastPath
 from app.api.grpc import service as grpc_service
+from app.api.instrumentation import cache_route_names
 from app.api.openapi_errors import document_not_found
-from app.api.routes import feedback, health, invocations, models, v1, v2
+from app.api.routes import explain, feedback, health, invocations, models, v1, v2
 from app.api.routes.admin import build_router as build_admin_router
 from app.api.routes.predict import build_router, request_body_doc
 from app.config import Settings
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     if settings.admin_token is not None and settings.admin_token.get_secret_value():
         app.include_router(build_admin_router(settings.admin_token))
+    app.include_router(explain.router)  # before v2's catch-all
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(invocations.router)
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inprogress_labels=True,
         excluded_handlers=["/metrics"],
     ).instrument(app, latency_lowr_buckets=HTTP_LATENCY_BUCKETS)
+    cache_route_names(app)
     if settings.metrics_port is None:
         instrumentator.expose(app, include_in_schema=False)
     app.add_middleware(RequestContextMiddleware)
