@@ -1,0 +1,109 @@
+"""One version's explainer: its pipeline's transforms, the method on its final step, the
+column map back to the original features, and the model's own output to check against.
+
+``explain(X)`` takes what the model is called with (``app.serving.contract.model_input``) and
+runs in the caller's thread: the server's explain thread, or any off-path consumer (a sampled
+attribution counter) holding the same object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.pipeline import Pipeline
+
+from app.serving.contract import ModelInput
+from app.serving.explain.columns import ColumnMap
+from app.serving.explain.result import (
+    Explanation,
+    Matrix,
+    Method,
+    NotExplainableError,
+    OutputSpace,
+    sum_gap,
+)
+
+Contributions = Callable[[Matrix], tuple[Matrix, Matrix]]
+ColumnsOf = Callable[[ModelInput], Matrix]
+
+
+def dense(values: Any) -> Matrix:
+    """A transform's output as a float64 matrix (sparse one-hot output made dense)."""
+    if sparse.issparse(values):
+        values = values.toarray()
+    return np.asarray(values, dtype=np.float64)
+
+
+def split(estimator: Any) -> tuple[ColumnsOf | None, Any]:
+    """(the transforms before the final step, or None; the final step)."""
+    if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+        head = estimator[:-1]
+        return (lambda X: dense(head.transform(X))), estimator.steps[-1][1]
+    return None, estimator
+
+
+def own_output(estimator: Any, output: OutputSpace, X: ModelInput) -> Matrix:
+    """The model's output in ``output`` space, (n, outputs)."""
+    if output == "probability":
+        values = estimator.predict_proba(X)
+    elif output == "margin":
+        values = estimator.decision_function(X)
+    else:
+        values = estimator.predict(X)
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(len(values), -1)
+
+
+def output_names(output: OutputSpace, classes: list[Any] | None, outputs: int) -> list[Any]:
+    """What each output column is: the classes, the positive class, or the value."""
+    if output == "value" or not classes:
+        return ["value"] if outputs == 1 else [f"value[{k}]" for k in range(outputs)]
+    if outputs == 1 and len(classes) == 2:
+        return [classes[1]]  # a binary model's one margin is the positive class's
+    return list(classes)
+
+
+@dataclass(frozen=True)
+class ModelExplainer:
+    estimator: Any
+    columns_of: ColumnsOf
+    contributions: Contributions
+    column_map: ColumnMap
+    method: Method
+    output: OutputSpace
+    features: list[str]
+    classes: list[Any] | None
+
+    def explain(self, X: ModelInput) -> Explanation:
+        """The rows' explanation, checked: NotExplainableError names the first row that fails."""
+        base, per_column = self.contributions(self.columns_of(X))
+        orphan = self.column_map.orphan_row(per_column)
+        if orphan is not None:
+            raise NotExplainableError(
+                f"row {orphan} moves a column of the transformed input that the version's "
+                "own rows never moved, so it belongs to no feature"
+            )
+        values = own_output(self.estimator, self.output, X)
+        explanation = Explanation(
+            self.method,
+            self.output,
+            output_names(self.output, self.classes, values.shape[1]),
+            self.features,
+            np.asarray(self.estimator.predict(X)),
+            values,
+            base,
+            self.column_map.fold(per_column),
+        )
+        if explanation.contributions.shape != (len(values), len(self.features), len(base)):
+            raise NotExplainableError(
+                f"contributions of shape {explanation.contributions.shape} for "
+                f"{len(values)} rows, {len(self.features)} features and {values.shape[1]} outputs"
+            )
+        gap = sum_gap(explanation)
+        if gap is not None:
+            raise NotExplainableError(f"its contributions do not add up: {gap}")
+        return explanation
