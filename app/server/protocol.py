@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import ErrorReason, error_json
 from app.server.drain import DRAINING
+from app.server.one_write import OneWriteCycle
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 """Used until the lifespan has published ``header_timeout_s`` (or if an app never does)."""
@@ -57,6 +58,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if self.cycle is not None and type(self.cycle) is not OneWriteCycle:
+            # The cycle uvicorn just made, before its task first runs: same state, one write
+            # per response (app.server.one_write).
+            self.cycle.__class__ = OneWriteCycle
         draining = self.app_state.get(DRAINING)
         if draining is not None and draining.is_set() and self.cycle is not None:
             self.cycle.keep_alive = False  # uvicorn adds `connection: close` and closes after
