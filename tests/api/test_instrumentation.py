@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from prometheus_fastapi_instrumentator import routing
 from starlette.requests import Request
 
-from app.api.instrumentation import ROUTE_CACHE_SIZE, CachedRouteInstrumentator
+from app.api.instrumentation import (
+    HTTP_METRICS,
+    LABELS_CACHE_SIZE,
+    ROUTE_CACHE_SIZE,
+    CachedRouteInstrumentator,
+)
 
 
 def _instrumentator(client: TestClient) -> CachedRouteInstrumentator:
@@ -47,6 +53,10 @@ def test_route_names_are_the_libraries_and_the_cache_is_bounded(
 
 def test_requests_are_counted_under_their_template(make_client: Callable[..., TestClient]) -> None:
     client = make_client()
+    client.get("/health/live")
+    collectors = {n: c for c, names in REGISTRY._collector_to_names.items() for n in names}
+    for name in HTTP_METRICS:  # each labelled HTTP metric finds its children in a bounded cache
+        assert collectors[name].labels.cache_info().maxsize == LABELS_CACHE_SIZE  # type: ignore[attr-defined]
     for _ in range(2):
         client.post("/v1/models/breast-cancer:predict", json={"instances": "no"})
     text = client.get("/metrics").text
