@@ -118,17 +118,24 @@ def linear_contributions(estimator: Any, X: Any, background: Any, n_features: in
     return fold(per_column, owned_columns(estimator, n_features))
 
 
-def shap_contributions(estimator: Any, X: Any, n_features: int) -> tuple[Matrix, Matrix]:
-    """(shap's expected value per output, its values per feature and output)."""
-    import shap
-
-    _, final = _head_tail(estimator)
-    explainer = shap.TreeExplainer(final)
+def shap_contributions(
+    estimator: Any, X: Any, n_features: int, explainer: Any = None
+) -> tuple[Matrix, Matrix]:
+    """(shap's expected value per output, its values per feature and output); ``explainer``:
+    ``tree_explainer(estimator)`` made once for many calls."""
+    explainer = explainer or tree_explainer(estimator)
     values = np.asarray(explainer.shap_values(transformed(estimator, X)))
     if values.ndim == 2:
         values = values[:, :, None]
     base = np.asarray(explainer.expected_value, dtype=np.float64).reshape(-1)
     return base, fold(values, owned_columns(estimator, n_features))
+
+
+def tree_explainer(estimator: Any) -> Any:
+    """shap's own ``TreeExplainer`` of the final step, as a user would make it."""
+    import shap
+
+    return shap.TreeExplainer(_head_tail(estimator)[1])
 
 
 def own_output(estimator: Any, output: str, X: Any) -> Matrix:
