@@ -120,6 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A slash redirect (307 to the path without its trailing slash) is labelled by the
         # instrumentator with the raw path: any client text would become a metric label value.
         redirect_slashes=False,
+        # FastAPI's OpenTelemetry bridge asks the global tracer, meter and logger providers on
+        # every request whether one is configured (each an environment lookup); modelserve
+        # configures none (its metrics are Prometheus's), so the answer is always no.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     install_error_handlers(app)
