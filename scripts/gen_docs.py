@@ -43,6 +43,7 @@ _PERFORMANCE = ("Performance", "../development/performance.md")
 _PREDICTION_LOG = ("Prediction log", "../guide/monitoring.md#prediction-log")
 _ROBUSTNESS = ("Robustness and access", "../guide/robustness.md")
 _HOT_SWAP = ("Hot swap", "../guide/lifecycle.md#hot-swap")
+_EXPLAIN = ("Explain predictions", "../guide/explain.md#off-the-predict-path")
 SETTING_GUIDES: dict[str, tuple[str, str]] = {
     "MODELSERVE_REGISTRY": ("Registry format", "../guide/lifecycle.md#registry-format"),
     "MODELSERVE_WORKERS": (
@@ -72,6 +73,9 @@ SETTING_GUIDES: dict[str, tuple[str, str]] = {
         "../guide/api.md#open-inference-protocol-v2",
     ),
     "MODELSERVE_SHADOW_QUEUE_SIZE": ("Canary, shadow and rollout", "../guide/rollout.md"),
+    "MODELSERVE_EXPLAIN_TIMEOUT_S": _EXPLAIN,
+    "MODELSERVE_EXPLAIN_QUEUE_SIZE": _EXPLAIN,
+    "MODELSERVE_EXPLAIN_MAX_BATCH": _EXPLAIN,
     "MODELSERVE_PREDICTION_LOG_ENABLED": _PREDICTION_LOG,
     "MODELSERVE_PREDICTION_LOG": _PREDICTION_LOG,
     "MODELSERVE_DATABASE_URL": _PREDICTION_LOG,
