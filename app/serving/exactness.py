@@ -19,7 +19,7 @@ import numpy as np
 
 from app.registry.metadata import FeatureSpec, ModelMetadata, Value
 from app.serving.contract import InputContract, ModelInput, Rows, model_input
-from app.serving.onepass import ScoreFn, compile_scorer
+from app.serving.onepass import COMPILED, Scorer, compile_scorer
 from app.serving.typed import default_row
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,41 @@ def derives_exactly(
     return bool(repr(derived) == repr(own))
 
 
+def answers_exactly(
+    score: Score, estimator: Any, contract: InputContract, records: Sequence[list[Any]]
+) -> bool:
+    """True if the scorer returns the estimator's own ``predict`` and ``predict_proba`` on the
+    probe rows, every float to the bit (a compiled tree ensemble, end to end: its pipeline's
+    transforms and the input contract's rows included)."""
+    try:
+        rows = _input(contract, [list(r) for r in records])
+        scored = score(rows)
+        own: tuple[Any, Any] = estimator.predict(rows), None
+        if scored[1] is not None:
+            own = own[0], np.asarray(estimator.predict_proba(rows), dtype=np.float64)
+    except Exception:
+        return False
+    return _rows_of(scored) == _rows_of(own)  # repr: every float to the bit, -0.0 included
+
+
 def settle_scorer(
-    score: ScoreFn, estimator: Any, has_proba: bool, contract: InputContract, meta: ModelMetadata
-) -> tuple[ScoreFn, bool]:
+    score: Scorer, estimator: Any, has_proba: bool, contract: InputContract, meta: ModelMetadata
+) -> tuple[Scorer, bool]:
     """At load: the scorer a version serves with (its own methods where a one-pass scorer's
-    predictions would differ), and whether requests merged into one call keep every bit."""
+    predictions would differ, scikit-learn's where compiled trees would), and whether requests
+    merged into one call keep every bit."""
     probe = probe_records(meta)
+    refused = score.refused
+    if score.name == COMPILED and not answers_exactly(score, estimator, contract, probe):
+        refused = "its answers differ from scikit-learn's on the probe rows"
+        score = compile_scorer(estimator, has_proba, fast=contract.numeric, trees=False)
+    if refused:
+        log.warning(
+            "%s version %s: compiled trees not used, scikit-learn serves it: %s",
+            meta.name,
+            meta.version,
+            refused,
+        )
     if not derives_exactly(score, estimator, contract, probe):
         score = compile_scorer(estimator, has_proba, derive=False)
     merges = merges_exactly(score, contract, probe)

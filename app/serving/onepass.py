@@ -6,12 +6,17 @@ logistic regression, also at the end of a Pipeline) the predictions are derived 
 probabilities instead. Forests also skip joblib: with ``n_jobs=1`` scikit-learn sums the
 trees one by one through ``Parallel`` and a lock, which costs several times the trees' own
 work for a small batch. The loop below adds them in the same order, so the result is the same.
+
+Tree ensembles go further when their load-time probe allows: ``treescore`` walks all their
+trees as arrays and ``treeprobe`` proves it exact first; the scorer's name (``Scorer.name``)
+says which path serves a version.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +35,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import softmax
 
+from app.serving import treescore
 from app.serving.contract import ModelInput
+from app.serving.treeprobe import verify
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,21 @@ _ARGMAX_PREDICTORS = (
 )
 _FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 _TIE = 1e-9
+COMPILED = "compiled-trees"
+LINEAR = "one-pass-linear"
+SKLEARN = "scikit-learn"
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A version's model call, and the name ``GET /models/{name}`` gives it."""
+
+    fn: ScoreFn
+    name: str
+    refused: str = ""  # why a tree ensemble is not served by its compiled scorer
+
+    def __call__(self, rows: ModelInput) -> Scored:
+        return self.fn(rows)
 
 
 def serves_probabilities(estimator: Any, is_classifier: bool) -> bool:
@@ -61,28 +83,72 @@ def serves_probabilities(estimator: Any, is_classifier: bool) -> bool:
 
 
 def compile_scorer(
-    estimator: Any, with_proba: bool, *, fast: bool = True, derive: bool = True
-) -> ScoreFn:
+    estimator: Any,
+    with_proba: bool,
+    *,
+    fast: bool = True,
+    derive: bool = True,
+    trees: bool = True,
+) -> Scorer:
     """The cheapest correct ``rows -> (predictions, probabilities or None)`` for ``estimator``.
 
-    ``fast=False`` (typed rows: DataFrames, object arrays) uses the model's own
-    ``predict_proba``, still deriving predictions from it where that is exact (one pass
-    through a pipeline's encoders instead of two); ``derive=False`` calls both methods.
+    A tree ensemble (alone or ending a Pipeline) gets its compiled scorer (``treescore``) if
+    the load-time probe proves it exact (``trees=False``: never). Otherwise ``fast=False``
+    (typed rows: DataFrames, object arrays) uses the model's own ``predict_proba``, still
+    deriving predictions from it where that is exact (one pass through a pipeline's encoders
+    instead of two); ``derive=False`` calls both methods.
     """
+    own = _own_scorer(estimator, with_proba, fast, derive)
+    prefix, final = _split(estimator)
+    if not (trees and derive and treescore.compiles(final)):
+        return own
+    score, refused = _tree_scorer(prefix, final, with_proba, own)
+    return Scorer(score, COMPILED) if score is not None else replace(own, refused=refused)
+
+
+def _tree_scorer(
+    prefix: Any, final: Any, with_proba: bool, own: ScoreFn
+) -> tuple[ScoreFn | None, str]:
+    """The compiled scorer if the probe proves it exact, else None and why not. A call it
+    cannot take goes to ``own``, scikit-learn's path, with the rows as sent."""
+    try:
+        compiled = treescore.compile_ensemble(final, with_proba)  # the tests' seam
+        refused = verify(compiled)
+    except treescore.NotCompiledError as exc:
+        return None, str(exc)
+    except Exception as exc:  # an attribute a release renamed, say: scikit-learn serves it
+        return None, f"it could not be compiled ({type(exc).__name__}: {exc})"
+    if refused:
+        return None, refused
+
+    def score(rows: ModelInput) -> Scored:
+        matrix = compiled.prepare(rows if prefix is None else prefix.transform(rows))
+        scored = None if matrix is None else compiled.score(matrix)
+        return own(rows) if scored is None else scored
+
+    return score, ""
+
+
+def _own_scorer(estimator: Any, with_proba: bool, fast: bool, derive: bool) -> Scorer:
+    """Today's path: scikit-learn's own methods, or a one-pass scorer over them."""
     if not with_proba:
-        return lambda rows: (np.asarray(estimator.predict(rows)), None)
+        return Scorer(lambda rows: (np.asarray(estimator.predict(rows)), None), SKLEARN)
     prefix, final = _split(estimator)
     if (
         not derive
         or not isinstance(final, _ARGMAX_PREDICTORS)
         or getattr(final, "n_outputs_", 1) != 1
     ):
-        return lambda rows: (
-            np.asarray(estimator.predict(rows)),
-            np.asarray(estimator.predict_proba(rows), dtype=np.float64),
+        return Scorer(
+            lambda rows: (
+                np.asarray(estimator.predict(rows)),
+                np.asarray(estimator.predict_proba(rows), dtype=np.float64),
+            ),
+            SKLEARN,
         )
+    name = SKLEARN
     if fast:
-        proba_fn = _fast_proba(estimator, prefix, final)
+        proba_fn, name = _fast_proba(estimator, prefix, final)
     else:
         proba_fn = lambda rows: np.asarray(estimator.predict_proba(rows), dtype=np.float64)  # noqa: E731
     classes = np.asarray(final.classes_)
@@ -98,11 +164,12 @@ def compile_scorer(
                 predictions[ties] = np.asarray(estimator.predict(subset))
         return predictions, proba
 
-    return score
+    return Scorer(score, name)
 
 
-def _fast_proba(estimator: Any, prefix: Any, final: Any) -> ProbaFn:
-    """A faster ``predict_proba`` if one applies and reproduces scikit-learn's numbers exactly.
+def _fast_proba(estimator: Any, prefix: Any, final: Any) -> tuple[ProbaFn, str]:
+    """A faster ``predict_proba`` if one applies and reproduces scikit-learn's numbers exactly,
+    and the scorer's name (a forest's trees summed here are still scikit-learn's calls).
 
     The check runs once, at load, on a few synthetic rows: should a scikit-learn release
     compute differently, the model silently keeps scikit-learn's own path.
@@ -112,13 +179,14 @@ def _fast_proba(estimator: Any, prefix: Any, final: Any) -> ProbaFn:
         return np.asarray(estimator.predict_proba(rows), dtype=np.float64)
 
     fast: ProbaFn | None = None
+    name = SKLEARN
     if isinstance(final, _FORESTS):
         trees = _forest_proba(final)
         fast = trees if prefix is None else (lambda rows: trees(prefix.transform(rows)))
     elif isinstance(final, LogisticRegression):
-        fast = _linear_proba(prefix, final)
+        fast, name = _linear_proba(prefix, final), LINEAR
     if fast is None:
-        return sklearn_proba
+        return sklearn_proba, SKLEARN
     width = int(final.n_features_in_) if prefix is None else int(prefix.n_features_in_)
     probe = np.random.default_rng(0).normal(size=(16, width))
     if isinstance(prefix, Pipeline | StandardScaler):
@@ -130,8 +198,8 @@ def _fast_proba(estimator: Any, prefix: Any, final: Any) -> ProbaFn:
         exact = False
     if not exact:
         log.warning("fast predict_proba of %s differs from scikit-learn's; not used", final)
-        return sklearn_proba
-    return fast
+        return sklearn_proba, SKLEARN
+    return fast, name
 
 
 def _linear_proba(prefix: Any, model: Any) -> ProbaFn | None:
