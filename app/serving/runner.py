@@ -37,7 +37,8 @@ class ServedModel:
         self.contract = InputContract(
             self.metadata.features, self.metadata.input_format, settings.max_string_length
         )
-        # One-pass scorers only for float64 matrices; typed rows use the model's own methods.
+        # Compiled tree ensembles for any rows; the other one-pass scorers only for float64
+        # matrices (typed rows use the model's own methods).
         self._scorer = compile_scorer(self.estimator, self.has_proba, fast=self.contract.numeric)
         self.loaded_at = 0.0
         self._smoke_error = ""
@@ -66,6 +67,12 @@ class ServedModel:
     @property
     def queue_depth(self) -> int:
         return self._batcher.depth
+
+    @property
+    def scorer(self) -> str:
+        """What answers this version's calls: ``compiled-trees``, ``one-pass-linear`` or
+        ``scikit-learn`` (settled at load by the exactness probes)."""
+        return self._scorer.name
 
     @property
     def merges(self) -> bool:

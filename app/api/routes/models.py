@@ -21,6 +21,8 @@ def _summary(registry: Registry, manager: ModelManager, name: str) -> dict[str, 
         "versions": registry.versions(name),
         "aliases": registry.aliases(name),
         "served_version": served.version if served else None,
+        # compiled-trees, one-pass-linear or scikit-learn: settled by the load-time probes
+        "scorer": served.scorer if served else None,
     }
 
 
