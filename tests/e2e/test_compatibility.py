@@ -9,7 +9,8 @@ and ``modelserve predict`` scores all of them from one file. Every answer must b
 what the estimator returns in-process on what it was fitted on (a DataFrame with the training
 dtypes, or a float64 array): the parsed JSON values compared with ``predict(X).tolist()`` and
 ``predict_proba(X).tolist()``, with the same JSON types (ints stay ints, strings strings,
-bools bools) and floats identical to the last bit.
+bools bools) and floats identical to the last bit. The forests and boosting families are
+answered by their compiled scorers (``GET /models/{name}`` says ``compiled-trees``).
 
 Families whose final step multiplies matrices through BLAS (``blas=True``: linear models, the
 MLP) give a row other last bits in a call of 1 row than in a call of 200 (measured: up to 148
@@ -71,6 +72,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
+from app.serving.treescore import compiles
 from tests.helpers.promtext import samples
 from tests.helpers.support import Server, run_cli
 
@@ -635,6 +637,8 @@ class World:
     server_log: str
     model_calls: dict[str, float]
     """``modelserve_batch_size_count`` per model: the server's model calls."""
+    scorers: dict[str, str]
+    """What ``GET /models/{name}`` says serves each model."""
 
 
 @dataclass(frozen=True)
@@ -814,7 +818,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         calls = {
             name: sum(s.value for s in counts if s.labels.get("model") == name) for name in cases
         }
-        yield World(cases, answers, registry, server.logs(), calls)
+        scorers = {
+            name: httpx.get(f"{server.url}/models/{name}", timeout=10).json()["scorer"]
+            for name in cases
+        }
+        yield World(cases, answers, registry, server.logs(), calls, scorers)
 
 
 def _params() -> list[Any]:
@@ -863,6 +871,22 @@ def test_batches_formed(world: World) -> None:
     calls = sum(world.model_calls[c.name] for c in merged)
     print(f"{calls:.0f} model calls for {requests} requests of {len(merged)} families")
     assert 0 < calls < requests * 0.9, (calls, requests)
+
+
+def test_tree_ensembles_answered_by_their_compiled_scorers(world: World) -> None:
+    """The exact answers above of every forest and boosting family came from compiled trees."""
+    ensembles = {
+        name
+        for name, case in world.cases.items()
+        if compiles(
+            case.estimator.steps[-1][1] if isinstance(case.estimator, Pipeline) else case.estimator
+        )
+    }
+    assert len(ensembles) >= 10, ensembles
+    assert {name: world.scorers[name] for name in ensembles} == dict.fromkeys(
+        ensembles, "compiled-trees"
+    )
+    assert "compiled trees not used" not in world.server_log
 
 
 @pytest.mark.parametrize("family", NAMES)
