@@ -191,7 +191,7 @@ def scorer_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) 
     """The same for modelserve's model call (predictions and probabilities in one pass).
 
     A frame model is scored as the server scores it: on the DataFrame its input contract
-    builds from the records, with the model's own ``predict`` and ``predict_proba``.
+    builds from the records (a tree ensemble ending a pipeline by its compiled trees).
     """
     artifact = registry.load(name, registry.resolve(name, "production"))
     meta = artifact.metadata
