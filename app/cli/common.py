@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from app.config import Settings
+from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry
 from app.serving.loadcheck import check_in_fresh_process
 
@@ -29,7 +30,16 @@ def open_registry(path: Path | None) -> Registry:
     Every alias this CLI moves is to a version a fresh process of this environment loads and
     scores: run it where the servers' code and libraries are (their image, their venv).
     """
-    return Registry(path or Settings().registry, load_check=check_in_fresh_process)
+    root = path or Settings().registry
+    return Registry(root, load_check=check_in_fresh_process, annotate=_attribution_reference)
+
+
+def _attribution_reference(estimator: Any, meta: ModelMetadata) -> ModelMetadata:
+    """A new version with what drives its answers on its background rows (``train`` and
+    ``register``), imported here: the other commands never pay for the explainers."""
+    from app.serving.explain.reference import annotated
+
+    return annotated(estimator, meta)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

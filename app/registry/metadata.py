@@ -113,6 +113,12 @@ class ModelMetadata(BaseModel):
         description="Up to 100 training rows (a seeded sample, values as a request sends them) "
         "that :explain measures contributions from; empty for versions registered before.",
     )
+    attribution_reference: dict[str, float] = Field(
+        default_factory=dict,
+        description="Each feature's share of the mean absolute contribution on the background "
+        "rows, computed by the CLI's train and register; what the attribution alert compares "
+        "production with. Empty for versions registered before, or with no exact explainer.",
+    )
     input_format: InputFormat = Field(
         "array",
         description="What the estimator was fitted on: a float64 array, or a pandas DataFrame "

@@ -40,26 +40,18 @@ from app.registry.integrity import check_sklearn_version, sha256_of, verified_by
 from app.registry.metadata import ModelMetadata
 
 __all__ = [
-    "ALIASES_FILE",
-    "LOCK_FILE",
-    "METADATA_FILE",
-    "ChecksumMismatchError",
-    "IncompatibleVersionError",
-    "LoadedArtifact",
-    "ModelNotFoundError",
-    "Registry",
-    "RegistryError",
-    "RegistryNotWritableError",
-    "UnsafeArtifactError",
-    "check_sklearn_version",
-    "sha256_of",
-]
+    "ALIASES_FILE", "LOCK_FILE", "METADATA_FILE", "ChecksumMismatchError",
+    "IncompatibleVersionError", "LoadedArtifact", "ModelNotFoundError", "Registry",
+    "RegistryError", "RegistryNotWritableError", "UnsafeArtifactError",
+    "check_sklearn_version", "sha256_of",
+]  # fmt: skip
 
 ALIASES_FILE = "aliases.json"
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".lock"
 ExtraFiles = dict[str, str] | Callable[[str], dict[str, str]] | None
 LoadCheck = Callable[[Path, str, str], None]  # (root, name, version); raises RegistryError
+Annotate = Callable[[Any, ModelMetadata], ModelMetadata]  # (estimator, new version); never raises
 
 
 @dataclass(frozen=True)
@@ -71,11 +63,15 @@ class LoadedArtifact:
 
 class Registry:
     """``load_check`` (the CLI's loads the version in a fresh process) runs before any alias is
-    pointed at a version, so none moves to a version a restarted server could not serve."""
+    pointed at a version, so none moves to a version a restarted server could not serve.
+    ``annotate`` adds facts of its estimator to a new version (the CLI's: what drives it)."""
 
-    def __init__(self, root: Path, *, load_check: LoadCheck | None = None) -> None:
+    def __init__(
+        self, root: Path, *, load_check: LoadCheck | None = None, annotate: Annotate | None = None
+    ) -> None:
         self.root = Path(root)
         self._load_check = load_check
+        self._annotate = annotate
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -197,7 +193,7 @@ class Registry:
     ) -> ModelMetadata:
         """A new immutable version of ``estimator`` dumped as ``fmt``; returns its metadata."""
         return self._add_version(
-            name, fmt, metadata, extra_files, lambda path: artifacts.dump(estimator, path, fmt)
+            name, fmt, metadata, extra_files, lambda p: artifacts.dump(estimator, p, fmt), estimator
         )
 
     def register_bytes(
@@ -207,6 +203,7 @@ class Registry:
         fmt: ArtifactFormat,
         metadata: dict[str, Any],
         extra_files: ExtraFiles = None,
+        estimator: Any = None,  # the bytes loaded, for ``annotate``
     ) -> ModelMetadata:
         """``register`` for bytes serialized elsewhere (``modelserve register``), kept unchanged
         so the sha256 recorded is of the file its owner made; skops must pass the trust check.
@@ -216,7 +213,9 @@ class Registry:
                 artifacts.skops_trusted_types(data, f"{name} artifact")
             except artifacts.ArtifactError as exc:
                 raise UnsafeArtifactError(str(exc)) from None
-        return self._add_version(name, fmt, metadata, extra_files, lambda p: p.write_bytes(data))
+        return self._add_version(
+            name, fmt, metadata, extra_files, lambda p: p.write_bytes(data), estimator
+        )
 
     def _add_version(
         self,
@@ -225,6 +224,7 @@ class Registry:
         metadata: dict[str, Any],
         extra_files: ExtraFiles,
         write_artifact: Callable[[Path], object],
+        estimator: Any = None,
     ) -> ModelMetadata:
         """Build the version under a hidden temporary name and rename it in: a crash leaves at
         most an invisible ``.tmp-*`` directory (swept by the next register). ``extra_files``
@@ -248,6 +248,8 @@ class Registry:
                     "sha256": sha256_of(artifact),
                 }
                 meta = ModelMetadata.model_validate(fields)
+                if self._annotate is not None and estimator is not None:
+                    meta = self._annotate(estimator, meta)
                 (staging / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
                 files = extra_files(version) if callable(extra_files) else extra_files
                 for filename, text in (files or {}).items():

@@ -48,3 +48,29 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def registered_card(
+    name: str, version: str, fmt: str, fields: dict[str, Any], table: str | None
+) -> str:
+    """The card of a version registered with ``modelserve register`` (trained elsewhere)."""
+    source, features, classes = fields["source"], fields["features"], fields["classes"]
+    listed = ", ".join(f"`{f['name']}` ({f['kind']})" for f in features[:20])
+    return "\n".join(
+        [
+            f"# {name} version {version}\n",
+            f"- **Registered from:** {source['kind']} `{source['path']}`, stored as {fmt}",
+            f"- **Task:** {fields['task']}" + (f" (classes {classes})" if classes else ""),
+            f"- **Features:** {len(features)} (input format {fields['input_format']}): {listed}",
+            f"- **Data fingerprint:** `{fields['data_fingerprint']}`",
+            f"- **Served with:** Python {fields['python_version']}, "
+            f"scikit-learn {fields['sklearn_version']}\n",
+            "## Metrics on the registration sample\n",
+            (table or "None: registered without `--sample` and `--target`.") + "\n",
+            *card_lines(fields.get("calibration")),
+            "## Intended use and limits\n",
+            "Trained outside modelserve: the metrics are those of the sample given at "
+            "registration (which may overlap the training data), and drift monitoring "
+            "compares traffic with that sample's numeric features only.\n",
+        ]
+    )

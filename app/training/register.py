@@ -29,6 +29,7 @@ from app.registry.metadata import FeatureSpec, InputFormat, ModelMetadata, Task
 from app.registry.store import Registry
 from app.training import artifact_input, calibration, compare, schema_infer, train
 from app.training.background import frame_rows
+from app.training.card import registered_card
 from app.training.data import NUMERIC_KINDS, example_row, typed_frame
 from app.training.evaluate import score
 from app.training.quality import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
@@ -105,29 +106,6 @@ def _sample_checks(
         is_class = pa.Check(lambda s: s.astype(str).isin(known), name=f"label_in{sorted(known)}")
         columns[target] = pa.Column(None, is_class)
     return validate(pa.DataFrameSchema(columns), sample)
-
-
-def _card(name: str, version: str, fmt: str, fields: dict[str, Any], table: str | None) -> str:
-    source, features, classes = fields["source"], fields["features"], fields["classes"]
-    listed = ", ".join(f"`{f['name']}` ({f['kind']})" for f in features[:20])
-    return "\n".join(
-        [
-            f"# {name} version {version}\n",
-            f"- **Registered from:** {source['kind']} `{source['path']}`, stored as {fmt}",
-            f"- **Task:** {fields['task']}" + (f" (classes {classes})" if classes else ""),
-            f"- **Features:** {len(features)} (input format {fields['input_format']}): {listed}",
-            f"- **Data fingerprint:** `{fields['data_fingerprint']}`",
-            f"- **Served with:** Python {fields['python_version']}, "
-            f"scikit-learn {fields['sklearn_version']}\n",
-            "## Metrics on the registration sample\n",
-            (table or "None: registered without `--sample` and `--target`.") + "\n",
-            *calibration.card_lines(fields.get("calibration")),
-            "## Intended use and limits\n",
-            "Trained outside modelserve: the metrics are those of the sample given at "
-            "registration (which may overlap the training data), and drift monitoring "
-            "compares traffic with that sample's numeric features only.\n",
-        ]
-    )
 
 
 def _task(request: Request, estimator: Any) -> Task:
@@ -292,7 +270,8 @@ def _store(
         c.data,
         c.fmt,
         fields,
-        lambda v: {"MODEL_CARD.md": _card(name, v, c.fmt, fields, table)},
+        lambda v: {"MODEL_CARD.md": registered_card(name, v, c.fmt, fields, table)},
+        estimator=loaded.estimator,  # for the registry's annotate hook (the CLI's)
     )
     if request.promote:
         registry.set_alias(name, compare.PRODUCTION, meta.version, reason="register")
