@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     explain_max_batch: int = Field(
         100, ge=1, description="Most instances one :explain request may carry (413 above)."
     )
+    attribution_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of answered rows explained after the answer, off the request path, "
+        "into the attribution counters (modelserve_attribution_*): what drives each version in "
+        "production. 0 turns it off.",
+    )
 
     # ---- prediction log (app/monitoring) ----
     prediction_log_enabled: bool = Field(True, description="Log predictions; needed by feedback.")

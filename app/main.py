@@ -31,7 +31,9 @@ from app.server.memory import tune_malloc
 from app.server.metrics_port import start_metrics_server
 from app.server.process_metrics import start_sampling
 from app.server.workers import start_sweeping
+from app.serving.attribution import Attribution
 from app.serving.default_model import choose_default_model
+from app.serving.explain.service import Explainers
 from app.serving.manager import ModelManager
 from app.serving.scoring import Inference
 
@@ -49,10 +51,13 @@ def build_services(settings: Settings) -> Services:
     prediction_log = predlog.from_settings(settings)
     sink = prediction_log.submit if prediction_log is not None else None
     shadow_log = shadowlog.ShadowWriter if prediction_log is not None else None
+    explainers = Explainers(settings)
+    attribution = Attribution.from_settings(settings, explainers)
     inference = Inference(
-        models, sink, settings.request_timeout_s, shadow_log, settings.shadow_queue_size
-    )
-    return Services(settings, registry, models, inference, prediction_log)
+        models, sink, settings.request_timeout_s, shadow_log, settings.shadow_queue_size,
+        attribution,
+    )  # fmt: skip
+    return Services(settings, registry, models, inference, prediction_log, explainers)
 
 
 def _predict_doc(services: Services) -> dict[str, Any]:
@@ -99,6 +104,7 @@ def _lifespan(services: Services) -> Any:
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         await services.inference.close()  # queued shadow scoring, while the models are up
+        services.explainers.close()
         await services.models.stop()
         if plog is not None:  # after the models: their last rows get written too
             await asyncio.to_thread(plog.stop)

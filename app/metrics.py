@@ -220,6 +220,30 @@ EXPLAIN_REQUESTS = Counter(
     "Explain requests answered by each version, by outcome (ok, or the error reason).",
     ["model", "version", "outcome"],  # outcome: ok | an app.errors.ErrorReason value
 )
+# Attribution monitoring (app.serving.attribution): a sampled share of answered rows explained
+# off the request path; live share of a feature = its _abs_sum increase / the version's total.
+ATTRIBUTION_ABS_SUM = Counter(
+    "modelserve_attribution_abs_sum",
+    "Sum over sampled rows of the absolute contribution of each feature (summed over the "
+    "model's outputs), in the version's explanation space (the first 100 features).",
+    ["model", "version", "feature"],  # feature: from the version's metadata
+)
+ATTRIBUTION_ROWS = Counter(
+    "modelserve_attribution_rows",
+    "Sampled rows explained into modelserve_attribution_abs_sum_total.",
+    ["model", "version"],
+)
+ATTRIBUTION_DROPPED = Counter(
+    "modelserve_attribution_dropped_rows",
+    "Sampled rows not explained: the attribution queue was full, or explaining them failed.",
+    ["model", "reason"],  # reason: queue_full | failed
+)
+ATTRIBUTION_REFERENCE_SHARE = _latest_gauge(
+    "modelserve_attribution_reference_share",
+    "Each feature's share of the mean absolute contribution on the version's background rows "
+    "at training or registration (from metadata).",
+    ["model", "version", "feature"],
+)
 
 # ---- the OIP gRPC service (app.api.grpc): what HTTP's instrumentator counts for HTTP ----------
 

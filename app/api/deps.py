@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.monitoring.predlog import PredictionLog
 from app.registry.store import Registry
+from app.serving.explain.service import Explainers
 from app.serving.manager import ModelManager
 from app.serving.scoring import Inference
 
@@ -21,6 +22,7 @@ class Services:
     models: ModelManager
     inference: Inference
     prediction_log: PredictionLog | None
+    explainers: Explainers  # :explain's, and the attribution sampler's
 
 
 def get_services(request: Request) -> Services:

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from app import metrics
 from app.registry.metadata import ModelMetadata
+from app.serving.attribution_counts import publish_reference
 from app.serving.batching import BatchResult
 from app.serving.confidence import ConfidenceCounter
 from app.serving.contract import ModelInput, concat, model_input
@@ -39,12 +40,14 @@ class CallObserver:
         }
 
     def publish(self, loaded_at: float) -> None:
-        """The load time and the references a version's live values are compared with."""
+        """The load time and the references a version's live values are compared with (drift,
+        confidence, attribution)."""
         metrics.MODEL_LOADED_TIMESTAMP.labels(self.metadata.name, self.metadata.version).set(
             loaded_at
         )
         self._drift.publish_reference()
         self._confidence.publish()
+        publish_reference(self.metadata)
 
     def queue_depth(self, depth: int) -> None:
         # By difference: a canary's batcher shares the model's gauge with production's.

@@ -11,6 +11,7 @@ A request for a model's production alias may be answered by its canary instead
 (``app.serving.routing``); rows answered by one version are then offered to the shadow queue to
 be scored by the other (production behind a canary, a shadow behind production), after the
 answer. Each request counts once per answering version in ``modelserve_version_requests_total``.
+A sampled share of the answered rows is explained after the answer (``app.serving.attribution``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app import metrics
 from app.errors import ErrorReason, RequestError, clip, short_repr
 from app.registry.store import ModelNotFoundError, RegistryError
 from app.results import InferenceResult
+from app.serving.attribution import Attribution
 from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import ModelInput, Rows, TypedRows, model_input
 from app.serving.manager import ModelManager, ModelNotReadyError
@@ -90,10 +92,12 @@ class Inference:
         timeout_s: float,
         shadow_log: ShadowLog | None = None,
         shadow_queue_size: int = 1000,
+        attribution: Attribution | None = None,
     ) -> None:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
+        self.attribution = attribution
         self.shadow = ShadowQueue(
             shadow_log, models.registry.root, models.settings, max_jobs=shadow_queue_size
         )
@@ -122,6 +126,8 @@ class Inference:
             metrics.VERSION_REQUESTS.labels(served.name, served.version, exc.reason).inc()
             raise
         served.observer.answered.inc()
+        if self.attribution is not None:  # the sampling is a countdown: nothing, most answers
+            self.attribution.offer(rows, served, route.offpath if route.is_shadow else None)
         if route.offpath is not None:
             answered = BatchResult(result.predictions, result.probabilities)
             self.shadow.offer(
@@ -155,6 +161,8 @@ class Inference:
 
     async def close(self) -> None:
         """Finish the off-path scoring already queued (before the models close)."""
+        if self.attribution is not None:
+            self.attribution.close()
         await self.shadow.close()
 
     async def resolve(self, name: str, version: str | None = None) -> ServedModel:

@@ -45,7 +45,10 @@ def main(registry: str) -> None:
     from app.server.run import uvicorn_options
     from tests.helpers.support import free_port
 
-    settings = Settings(registry=Path(registry), port=free_port(), poll_interval_s=0)
+    # Attribution sampling on, at a rate that samples neither row: an answer's usual path.
+    settings = Settings(
+        registry=Path(registry), port=free_port(), poll_interval_s=0, attribution_sample_rate=1e-9
+    )
     app = create_app(settings)
     options = uvicorn_options(settings)
     options.pop("factory")

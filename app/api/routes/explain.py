@@ -25,21 +25,11 @@ from app.api.errors import ErrorResponse
 from app.api.routes.v2 import OipRoute
 from app.errors import RequestError
 from app.logs import request_id_var
-from app.serving.explain.service import Explainers
 from app.serving.runner import ServedModel
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503, 504)
 }
-
-
-def explainers(request: Request, services: Services) -> Explainers:
-    """This app's explainers (one thread), made on the first :explain."""
-    state = request.app.state
-    if getattr(state, "explainers", None) is None:
-        state.explainers = Explainers(services.settings)
-    found: Explainers = state.explainers
-    return found
 
 
 @contextlib.contextmanager
@@ -76,7 +66,7 @@ async def explain_v1(name: str, request: Request, services: ServicesDep) -> Resp
         limit = min(settings.max_batch, settings.explain_max_batch)
         rows = decode_instances(decode_json(body), served.contract, limit)
     trace["instances"] = len(rows)
-    explanation = await explainers(request, services).explain(served, rows)
+    explanation = await services.explainers.explain(served, rows)
     return codec.v1_response(served.name, served.version, explanation)
 
 
@@ -95,7 +85,7 @@ async def _explain_v2(
         limit = min(settings.max_batch, settings.explain_max_batch)
         parsed = v2.decode_infer_request(payload, served.contract, limit, served.has_proba)
     trace["instances"] = len(parsed.rows)
-    explanation = await explainers(request, services).explain(served, parsed.rows)
+    explanation = await services.explainers.explain(served, parsed.rows)
     request_id = parsed.id if parsed.id is not None else request_id_var.get()
     return codec.v2_response(served.name, served.version, request_id, explanation)
 

@@ -8,8 +8,8 @@ per version (the last ``KEPT`` versions). Each request's rows are explained in o
 merged with another request's (a linear model's last bits depend on the call). At most
 ``explain_queue_size`` requests wait or run (503 beyond), each under ``explain_timeout_s``
 (504), the build included; a build that outlasts its request goes on for the next one.
-A consumer off the request path (a sampled attribution counter) can take ``explainer(served)``
-and call its ``explain`` in a thread of its own.
+A consumer off the request path (``app.serving.attribution``) takes ``explainer(served)`` in
+the loop and calls its ``explain`` in a thread of its own.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class Explainers:
     def __init__(self, settings: Settings) -> None:
         self.timeout_s = settings.explain_timeout_s
         self.queue_size = settings.explain_queue_size
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="explain")
-        self._executor.submit(limit_model_threads, settings.model_threads)
+        # Its thread starts with the first build: a server nobody asks costs no thread.
+        self._executor = ThreadPoolExecutor(
+            1, "explain", initializer=limit_model_threads, initargs=(settings.model_threads,)
+        )
         self._built: OrderedDict[VersionKey, Future[Built]] = OrderedDict()
         self._waiting = 0
 
