@@ -34,6 +34,7 @@ REQUIRED_ALERTS = {
     "ModelserveSaturated",
     "ModelserveCanaryWorse",
     "ModelserveShadowDisagreement",
+    "ModelserveAttributionShift",
 }
 REQUIRED_ROWS = {
     "Traffic",
