@@ -105,6 +105,8 @@ def test_rules_dashboard_and_alerts_against_real_prometheus(
         env={
             "MODELSERVE_POLL_INTERVAL_S": "0",
             "MODELSERVE_PREDICTION_LOG": str(tmp_path / "predictions.db"),
+            # Every answer explained: the attribution panels have data whatever the draw.
+            "MODELSERVE_ATTRIBUTION_SAMPLE_RATE": "1",
         },
     )
     server.wait_ready(timeout=120)
