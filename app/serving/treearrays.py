@@ -72,9 +72,9 @@ class TreeArrays:
     def leaves(self, X: Floats) -> Ints:
         """(rows, trees): the node each row reaches in each tree (``X`` from ``walkable``)."""
         n = X.shape[0]
-        if n == 1:
+        if n == 1 and len(self.feature) <= 8 * self.n_trees * self.depth:
             # One row: every node's decision at once (a few vector operations over all
-            # nodes), then one lookup per level.
+            # nodes), then one lookup per level; cheaper than walking unless nodes are many.
             x = X[0].take(self.feature)
             right = x > self.threshold
             if np.isnan(x).any():

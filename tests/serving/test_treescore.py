@@ -32,9 +32,10 @@ from sklearn.ensemble import (
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from app.serving import treescore
+from app.serving import treeprobe, treescore
 from app.serving.onepass import COMPILED, SKLEARN, compile_scorer
-from app.serving.treeprobe import leaf_rows, verify
+from app.serving.treeboxes import leaf_rows
+from app.serving.treeprobe import verify
 from app.serving.treescore import compile_ensemble
 from tests.helpers.trees import one_leaf_off
 
@@ -206,7 +207,9 @@ def test_compiled_scorer_serves_and_is_exact(case: str, monkeypatch: pytest.Monk
 def test_probe_rows_reach_every_leaf_of_every_tree(case: str) -> None:
     model, _, _, classifier = _fitted(case)
     compiled = compile_ensemble(_final(model), classifier)
-    probe = leaf_rows(compiled)
+    arrays = compiled.arrays
+    base = np.zeros(arrays.width)
+    probe = leaf_rows(arrays, range(arrays.n_trees), base, True, compiled.allow_nan)
     trees = np.ravel(_final(model).estimators_)
     for t, tree in enumerate(trees):
         mine = (probe.trees == t) & (probe.leaves >= 0)
@@ -242,6 +245,19 @@ def test_the_probe_catches_a_wrong_leaf_in_every_tree_it_could_be_in() -> None:
         table = compiled.table.copy()
         table[leaf, 0] = np.nextafter(table[leaf, 0], -np.inf)
         assert verify(dataclasses.replace(compiled, table=table)) != "", leaf
+
+
+def test_a_large_ensemble_is_probed_a_group_of_trees_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Probed in groups of a few trees, with a sample of the rows through the whole model,
+    the probe still passes an exact forest and refuses one leaf off in its last tree."""
+    model, _, _, _ = _fitted("rf-nan")
+    compiled = compile_ensemble(model, True)
+    monkeypatch.setattr(treeprobe, "GROUP_NODES", 100)
+    monkeypatch.setattr(treeprobe, "FULL_CELLS", 2_000)
+    assert verify(compiled) == ""
+    assert "tree 19 answers differently" in verify(one_leaf_off(compiled))
 
 
 @pytest.mark.parametrize("case", ["rf", "gb", "hgb"])
