@@ -153,6 +153,27 @@ def test_typed_rows_and_a_shadow_count_the_same_rows_per_version(
         assert np.allclose(_sums(version) - sums, expected, rtol=1e-9)
 
 
+def test_the_sampled_rows_of_a_typed_request_are_its_own_rows(
+    tmp_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
+) -> None:
+    registry = Registry(tmp_path / "models")
+    frame = churn_frame()
+    model = fit_churn(frame)
+    sample = frame.rename(columns={TARGET: "y"})
+    register_fitted(registry, tmp_path, "churn", model, sample, "classification")
+    served = _served(tmp_path / "models", executor, "churn")
+    sampler = Attribution(0.3, explainers, flush_s=3600, seed=3)
+    X = frame.drop(columns=TARGET).iloc[[7]].reset_index(drop=True)
+    before, rows_before = _sums(served), _rows(served)
+    for _ in range(100):  # ten copies of one row a request: some of each are sampled
+        sampler.offer(served.contract.records(records_of(X) * 10), served)
+    sampler.flush()
+    sampled = _rows(served) - rows_before
+    assert 300 - 4 * np.sqrt(210) < sampled < 300 + 4 * np.sqrt(210)
+    _, values = shap_contributions(model, X, len(served.metadata.features))
+    assert np.allclose(_sums(served) - before, sampled * np.abs(values).sum(axis=(0, 2)))
+
+
 def test_a_full_queue_drops_and_counts_rows_instead_of_waiting(
     registry_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
 ) -> None:
