@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from sklearn.base import BaseEstimator, RegressorMixin
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.config import Settings
 from app.registry.store import Registry
@@ -73,12 +75,25 @@ def test_a_model_call_uses_one_thread_by_default(registry_root: Path) -> None:
     assert _served_threads(registry_root) == 1.0
 
 
-def test_the_setting_gives_the_count_and_zero_the_librarys_default(registry_root: Path) -> None:
+@pytest.fixture
+def fresh_default() -> int:
+    """OpenMP's default in a fresh process, given back to this thread: a test before this one
+    may have loaded a model in it, and loading limits the loading thread like the inference one."""
+    code = "from tests.serving.test_model_threads import _openmp_threads; print(_openmp_threads())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    default = int(out.stdout)
+    threadpool_limits(limits=default, user_api="openmp")
+    return default
+
+
+def test_the_setting_gives_the_count_and_zero_the_librarys_default(
+    registry_root: Path, fresh_default: int
+) -> None:
     cores = os.cpu_count() or 1
     if cores < 2:
         pytest.skip("one core: every setting means one thread")
     assert _served_threads(registry_root, model_threads=2) == 2.0
     # 0 leaves OpenMP its own default (every core), what the model does in a fresh process.
-    assert _served_threads(registry_root, model_threads=0) == float(_openmp_threads())
+    assert _served_threads(registry_root, model_threads=0) == float(fresh_default)
     # The limit is the inference thread's: the process's other threads keep theirs.
     assert _openmp_threads() == cores or "OMP_NUM_THREADS" in os.environ
