@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,7 +38,6 @@ from bench.protocols import protocol_rows
 from bench.protocols import report as protocol_report
 from bench.servers import (
     BenchServer,
-    OverloadResult,
     WrkResult,
     overload_check,
     write_body,
@@ -49,6 +47,7 @@ from bench.servers import (
 from bench.shadow import shadow_check
 from bench.stages import stage_profiles
 from bench.stages import table as stage_table
+from bench.targets import targets
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
@@ -73,66 +72,6 @@ def _ratio(a: WrkResult | None, b: WrkResult | None) -> str:
 
 def _kind(model: str) -> str:
     return KINDS[model]
-
-
-def _targets(
-    results: dict[tuple[str, str, int], WrkResult],
-    floors: dict[tuple[str, int], float],
-    overload: OverloadResult | None,
-    models: Sequence[str],
-) -> list[str]:
-    def get(server: str, model: str, c: int) -> WrkResult:
-        return results[(server, model, c)]
-
-    checks: list[tuple[str, bool]] = []
-    if FOREST in models:
-        f64, f64_base = get("modelserve", FOREST, 64), get("baseline", FOREST, 64)
-        f1 = get("modelserve", FOREST, 1)
-        checks += [
-            (
-                f"RandomForest c=64: {f64.rps:,.0f} req/s ≥ 1,200 and ≥ 30× baseline "
-                f"({f64.rps / f64_base.rps:.1f}×), p99 {f64.p99_ms:.1f} ms ≤ 150",
-                f64.rps >= 1200 and f64.rps >= 30 * f64_base.rps and f64.p99_ms <= 150,
-            ),
-            (
-                f"RandomForest c=1: p50 {f1.p50_ms:.2f} ms ≤ 1.15 × sklearn predict "
-                f"({1.15 * floors[(FOREST, 1)]:.2f} ms)",
-                f1.p50_ms <= 1.15 * floors[(FOREST, 1)],
-            ),
-        ]
-    if LOGISTIC in models:
-        l64, l64_base = get("modelserve", LOGISTIC, 64), get("baseline", LOGISTIC, 64)
-        l1, l1_base = get("modelserve", LOGISTIC, 1), get("baseline", LOGISTIC, 1)
-        checks += [
-            (
-                f"LogisticRegression c=64: {l64.rps / l64_base.rps:.1f}× baseline ≥ 1.3×, "
-                f"p99 {l64.p99_ms:.1f} ms ≤ 60",
-                l64.rps >= 1.3 * l64_base.rps and l64.p99_ms <= 60,
-            ),
-            (
-                f"LogisticRegression c=1: p50 {l1.p50_ms:.2f} ms ≤ baseline "
-                f"{l1_base.p50_ms:.2f} ms",
-                l1.p50_ms <= l1_base.p50_ms,
-            ),
-        ]
-    if MIXED in models:
-        m64, m64_base = get("modelserve", MIXED, 64), get("baseline", MIXED, 64)
-        checks.append(
-            (
-                f"Mixed c=64: {m64.rps:,.0f} req/s ≥ 5× baseline ({m64_base.rps:,.0f} req/s: "
-                f"{_ratio(m64, m64_base)}), p99 {m64.p99_ms:.1f} ms ≤ 100",
-                m64.rps >= 5 * m64_base.rps and m64.p99_ms <= 100,
-            )
-        )
-    if overload is not None:
-        checks.append(
-            (
-                "Overload c=512: slowest request under the timeout, zero socket errors, "
-                "/health/live answered every probe",
-                overload.ok,
-            )
-        )
-    return [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in checks]
 
 
 def _models(value: str) -> list[str]:
@@ -282,7 +221,7 @@ def main() -> None:
         "",
         "Targets (one process):",
         "",
-        *_targets(results, floors, overload, models),
+        *targets(results, floors, overload, models),
         *(["", *overload.report()] if overload is not None else []),
         *(["", *shadow.report()] if shadow is not None else []),
     ]
