@@ -11,8 +11,9 @@ values, at most ``MAX_CATEGORIES``), and the last bin, ``len(categories)``, ever
 among the feature's training categories at all (``FeatureSpec.categories``) are also counted
 in ``modelserve_unknown_categories_total{model,feature}``; missing values are not unknown.
 
-Rows are a float64 matrix (``input_format`` "array", features by position) or a DataFrame
-(features by column name). Then one counter increment per non-empty (feature, bin).
+Rows are a float64 matrix (``input_format`` "array", features by position), a DataFrame
+(features by column name) or typed rows (their checked values, features by position, read
+without building the DataFrame). Then one counter increment per non-empty (feature, bin).
 
 Cardinality per model version: at most ``MAX_DRIFT_FEATURES`` features, each with at most
 ``REFERENCE_BINS`` (10) numeric bins or ``MAX_CATEGORIES`` + 1 (21) category bins, in both
@@ -32,14 +33,16 @@ from prometheus_client import Counter
 
 from app import metrics
 from app.registry.metadata import ModelMetadata
+from app.serving.contract import TypedRows
 
 # Beyond this many features only the first ones are tracked: keeps series per version bounded.
 MAX_DRIFT_FEATURES = 100
 # Frames up to this many rows are read in one to_numpy(); larger ones by dtype block.
 _SMALL_FRAME = 32
 
-Rows = npt.NDArray[np.float64] | pd.DataFrame
+Rows = npt.NDArray[np.float64] | pd.DataFrame | TypedRows
 ObjectArray = npt.NDArray[np.object_]
+Floats = npt.NDArray[np.float64]
 _NONE = np.zeros(0, dtype=np.intp)
 
 
@@ -138,6 +141,8 @@ class DriftCounter:
             offset += n_bins
             bin_labels.append((name, n_bins))
         self.categorical_names = [c.name for c in self.categorical]
+        positions = {spec.name: i for i, spec in enumerate(specs)}
+        self._string_positions = [positions[name] for name in self.categorical_names]
         self.total_bins = offset
         self.counters = [
             metrics.FEATURE_BIN.labels(meta.name, meta.version, name, str(b))
@@ -181,7 +186,9 @@ class DriftCounter:
                     counter.inc(int(unknown[j]))
 
     def _count(self, rows: Rows) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        if isinstance(rows, pd.DataFrame):
+        if isinstance(rows, TypedRows):
+            values, strings = self._typed_values(rows.cells)
+        elif isinstance(rows, pd.DataFrame):
             values, strings = self._frame_values(rows)
         else:  # a float matrix in feature order: numbers only, no string can be in it
             values, strings = rows[:, self.columns], None
@@ -248,6 +255,15 @@ class DriftCounter:
             if len(targets):
                 strings[:, targets] = array[:, sources]
         return values, strings
+
+    def _typed_values(self, cells: list[list[object]]) -> tuple[Floats, ObjectArray]:
+        """As ``_frame_values``, from checked values: numbers, integers and booleans as floats
+        (None: NaN, not counted), strings as they are (None: missing)."""
+        picked = [[row[j] for j in self.columns.tolist()] for row in cells]
+        strings = np.empty((len(cells), len(self.categorical)), dtype=object)
+        for k, j in enumerate(self._string_positions):
+            strings[:, k] = [row[j] for row in cells]
+        return np.array(picked, dtype=np.float64).reshape(len(cells), len(self.columns)), strings
 
     # ---- reference -------------------------------------------------------------------------
 

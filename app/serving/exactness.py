@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from app.registry.metadata import FeatureSpec, ModelMetadata, Value
-from app.serving.contract import InputContract, ModelInput, Rows, model_input
+from app.serving.contract import InputContract, Rows, model_input
 from app.serving.onepass import COMPILED, Scorer, compile_scorer
+from app.serving.prefixprobe import compiled_transform
 from app.serving.typed import default_row
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ PROBE_ROWS = 64  # last-bit differences touch some rows only: probe enough to se
 MERGED_COPIES = 4
 MIN_PROBED = 16
 PROBE_BUDGET_S = 2.0
-Score = Callable[[ModelInput], tuple[Any, Any]]
+Score = Callable[[Rows], tuple[Any, Any]]
 
 
 def _probe_value(
@@ -105,7 +106,7 @@ def derives_exactly(
     try:
         rows = _input(contract, [list(r) for r in records])
         derived = score(rows)[0].tolist()
-        own = estimator.predict(rows).tolist()
+        own = estimator.predict(model_input(rows)).tolist()
     except Exception:
         return False
     return bool(repr(derived) == repr(own))
@@ -120,9 +121,10 @@ def answers_exactly(
     try:
         rows = _input(contract, [list(r) for r in records])
         scored = score(rows)
-        own: tuple[Any, Any] = estimator.predict(rows), None
+        given = model_input(rows)
+        own: tuple[Any, Any] = estimator.predict(given), None
         if scored[1] is not None:
-            own = own[0], np.asarray(estimator.predict_proba(rows), dtype=np.float64)
+            own = own[0], np.asarray(estimator.predict_proba(given), dtype=np.float64)
     except Exception:
         return False
     return _rows_of(scored) == _rows_of(own)  # repr: every float to the bit, -0.0 included
@@ -148,6 +150,7 @@ def settle_scorer(
         )
     if not derives_exactly(score, estimator, contract, probe):
         score = compile_scorer(estimator, has_proba, derive=False)
+    score = _with_compiled_transform(score, estimator, contract, meta, probe)
     merges = merges_exactly(score, contract, probe)
     if not merges:
         log.info(
@@ -159,6 +162,30 @@ def settle_scorer(
     return score, merges
 
 
-def _input(contract: InputContract, records: list[list[Any]]) -> ModelInput:
-    rows: Rows = contract.records(records, "probe")
-    return model_input(rows)
+def _with_compiled_transform(
+    score: Scorer,
+    estimator: Any,
+    contract: InputContract,
+    meta: ModelMetadata,
+    probe: list[list[Value]],
+) -> Scorer:
+    """``score`` with the compiled transform where its probes prove it (logged once if not)."""
+    example = list(meta.example) or default_row(meta.features)
+    compiled, refused, wrong = compiled_transform(score, estimator, contract, example, probe)
+    if compiled is not None and not answers_exactly(compiled, estimator, contract, probe):
+        compiled, refused, wrong = None, "its answers differ from scikit-learn's", True
+    if compiled is not None:
+        return compiled
+    if refused:  # a form it does not compile is common (info); a wrong one is not (warning)
+        log.log(
+            logging.WARNING if wrong else logging.INFO,
+            "%s version %s: compiled transform not used, its steps' own transform serves it: %s",
+            meta.name,
+            meta.version,
+            refused,
+        )
+    return score
+
+
+def _input(contract: InputContract, records: list[list[Any]]) -> Rows:
+    return contract.records(records, "probe")

@@ -17,7 +17,7 @@ from app.registry.metadata import ModelMetadata
 from app.serving.attribution_counts import publish_reference
 from app.serving.batching import BatchResult
 from app.serving.confidence import ConfidenceCounter
-from app.serving.contract import ModelInput, concat, model_input
+from app.serving.contract import Rows, concat
 from app.serving.drift import DriftCounter
 
 
@@ -59,7 +59,7 @@ class CallObserver:
         self._inference_time.observe(seconds)
         self._batch_size.observe(rows)
 
-    def scored(self, given: list[ModelInput], results: list[BatchResult]) -> None:
+    def scored(self, given: list[Rows], results: list[BatchResult]) -> None:
         """What the calls answered (classes or values, confidence) and the drift of their rows."""
         if not results:
             return
@@ -68,7 +68,7 @@ class CallObserver:
             probabilities = [r.probabilities for r in results if r.probabilities is not None]
             if probabilities:
                 self._confidence.observe(_joined(probabilities))
-        self._drift.observe(given[0] if len(given) == 1 else model_input(concat(given)))
+        self._drift.observe(given[0] if len(given) == 1 else concat(given))
 
     def _count(self, predictions: npt.NDArray[Any]) -> None:
         if not self._is_classifier:

@@ -9,7 +9,8 @@ work for a small batch. The loop below adds them in the same order, so the resul
 
 Tree ensembles go further when their load-time probe allows: ``treescore`` walks all their
 trees as arrays and ``treeprobe`` proves it exact first; the scorer's name (``Scorer.name``)
-says which path serves a version.
+says which path serves a version. A pipeline's scorer also scores its final step alone
+(``Scorer.tail``), so a compiled transform (``prefixprobe``) can hand it the matrix directly.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 from sklearn.utils.extmath import softmax
 
 from app.serving import treescore
-from app.serving.contract import ModelInput
+from app.serving.contract import ModelInput, Rows, TypedRows, model_input
 from app.serving.treeprobe import verify
 
 log = logging.getLogger(__name__)
 
 Scored = tuple[npt.NDArray[np.generic], npt.NDArray[np.float64] | None]
 ScoreFn = Callable[[ModelInput], Scored]
+TailFn = Callable[[npt.NDArray[np.float64]], Scored | None]  # None: the whole pipeline's call
+TypedFn = Callable[[TypedRows], Scored | None]
 ProbaFn = Callable[[ModelInput], npt.NDArray[np.float64]]
 
 # predict() of these is classes_[argmax(predict_proba())]; for logistic regression only up to
@@ -65,14 +68,21 @@ SKLEARN = "scikit-learn"
 
 @dataclass(frozen=True)
 class Scorer:
-    """A version's model call, and the name ``GET /models/{name}`` gives it."""
+    """A version's model call, and the names ``GET /models/{name}`` gives it."""
 
     fn: ScoreFn
     name: str
     refused: str = ""  # why a tree ensemble is not served by its compiled scorer
+    tail: TailFn | None = None  # a pipeline's final step on its steps' output matrix
+    typed: TypedFn | None = None  # typed rows without a DataFrame (a compiled transform)
+    transform: str | None = None  # who runs a pipeline's transforming steps (None: none)
 
-    def __call__(self, rows: ModelInput) -> Scored:
-        return self.fn(rows)
+    def __call__(self, rows: Rows) -> Scored:
+        if self.typed is not None and isinstance(rows, TypedRows):
+            scored = self.typed(rows)
+            if scored is not None:
+                return scored
+        return self.fn(model_input(rows))
 
 
 def serves_probabilities(estimator: Any, is_classifier: bool) -> bool:
@@ -100,33 +110,47 @@ def compile_scorer(
     """
     own = _own_scorer(estimator, with_proba, fast, derive)
     prefix, final = _split(estimator)
+    if prefix is not None:
+        final_own = _own_scorer(final, with_proba, False, derive)  # the matrix as it is
+        transform = LINEAR if own.name == LINEAR else SKLEARN
+        own = replace(own, tail=final_own.fn, transform=transform)
     if not (trees and derive and treescore.compiles(final)):
         return own
-    score, refused = _tree_scorer(prefix, final, with_proba, own)
-    return Scorer(score, COMPILED) if score is not None else replace(own, refused=refused)
+    score, tail, refused = _tree_scorer(prefix, final, with_proba, own)
+    if score is None:
+        return replace(own, refused=refused)
+    return replace(own, fn=score, name=COMPILED, tail=tail if prefix is not None else None)
 
 
 def _tree_scorer(
-    prefix: Any, final: Any, with_proba: bool, own: ScoreFn
-) -> tuple[ScoreFn | None, str]:
+    prefix: Any, final: Any, with_proba: bool, own: Scorer
+) -> tuple[ScoreFn | None, TailFn, str]:
     """The compiled scorer if the probe proves it exact, else None and why not. A call it
     cannot take goes to ``own``, scikit-learn's path, with the rows as sent."""
     try:
         compiled = treescore.compile_ensemble(final, with_proba)  # the tests' seam
         refused = verify(compiled)
     except treescore.NotCompiledError as exc:
-        return None, str(exc)
+        return None, _nothing, str(exc)
     except Exception as exc:  # an attribute a release renamed, say: scikit-learn serves it
-        return None, f"it could not be compiled ({type(exc).__name__}: {exc})"
+        return None, _nothing, f"it could not be compiled ({type(exc).__name__}: {exc})"
     if refused:
-        return None, refused
+        return None, _nothing, refused
+
+    def tail(matrix: npt.NDArray[np.float64]) -> Scored | None:
+        prepared = compiled.prepare(matrix)
+        return None if prepared is None else compiled.score(prepared)
 
     def score(rows: ModelInput) -> Scored:
         matrix = compiled.prepare(rows if prefix is None else prefix.transform(rows))
         scored = None if matrix is None else compiled.score(matrix)
-        return own(rows) if scored is None else scored
+        return own.fn(rows) if scored is None else scored
 
-    return score, ""
+    return score, tail, ""
+
+
+def _nothing(matrix: npt.NDArray[np.float64]) -> Scored | None:
+    return None
 
 
 def _own_scorer(estimator: Any, with_proba: bool, fast: bool, derive: bool) -> Scorer:

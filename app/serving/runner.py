@@ -12,7 +12,7 @@ from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import LoadedArtifact, Registry
 from app.serving.batching import BatchResult, MicroBatcher
-from app.serving.contract import InputContract, ModelInput, Rows, model_input
+from app.serving.contract import InputContract, Rows
 from app.serving.exactness import settle_scorer
 from app.serving.observer import CallObserver
 from app.serving.onepass import compile_scorer, serves_probabilities
@@ -75,6 +75,12 @@ class ServedModel:
         return self._scorer.name
 
     @property
+    def transform(self) -> str | None:
+        """What runs a pipeline's transforming steps on typed rows: ``compiled`` (proven at
+        load), ``one-pass-linear``, ``scikit-learn``; None without such steps."""
+        return self._scorer.transform
+
+    @property
     def merges(self) -> bool:
         """Whether requests merged into one call get the bits they get alone (probed at load)."""
         return self._batcher.merge
@@ -112,7 +118,7 @@ class ServedModel:
 
     def score(self, rows: Rows) -> BatchResult:
         """One model call in the calling thread, outside the batcher and the served metrics."""
-        return self._score(model_input(rows))
+        return self._score(rows)
 
     def activate(self) -> None:
         metrics.MODEL_INFO.labels(self.name, self.version, self.metadata.sha256).set(1)
@@ -128,29 +134,28 @@ class ServedModel:
     async def close(self) -> None:
         await self._batcher.close()
 
-    def _score(self, given: ModelInput) -> BatchResult:
-        predictions, proba = self._scorer(given)
+    def _score(self, rows: Rows) -> BatchResult:
+        predictions, proba = self._scorer(rows)
         return BatchResult(predictions, proba)
 
     def _call_model(self, rows: Rows) -> BatchResult:
         """The batcher's call for merged requests, in the inference thread."""
         start = time.perf_counter()
-        given = model_input(rows)
-        result = self._score(given)
+        result = self._score(rows)
         self.observer.timed(time.perf_counter() - start, len(rows))
-        self.observer.scored([given], [result])
+        self.observer.scored([rows], [result])
         return result
 
     def _call_each(self, requests: list[Rows]) -> list[BatchResult | Exception]:
         """Each request its own model call (exact for any model), observed together."""
         outcomes: list[BatchResult | Exception] = []
-        given: list[ModelInput] = []
+        given: list[Rows] = []
         results: list[BatchResult] = []
         for rows in requests:
             start = time.perf_counter()
             try:
-                given.append(model_input(rows))
-                results.append(self._score(given[-1]))
+                given.append(rows)
+                results.append(self._score(rows))
             except Exception as exc:
                 del given[len(results) :]
                 outcomes.append(exc)

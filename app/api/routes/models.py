@@ -23,6 +23,9 @@ def _summary(registry: Registry, manager: ModelManager, name: str) -> dict[str, 
         "served_version": served.version if served else None,
         # compiled-trees, one-pass-linear or scikit-learn: settled by the load-time probes
         "scorer": served.scorer if served else None,
+        # compiled, one-pass-linear or scikit-learn: what runs a pipeline's transforming
+        # steps on typed rows (None: no such steps, or nothing served)
+        "transform": served.transform if served else None,
     }
 
 
