@@ -259,7 +259,8 @@ class DriftCounter:
     def _typed_values(self, cells: list[list[object]]) -> tuple[Floats, ObjectArray]:
         """As ``_frame_values``, from checked values: numbers, integers and booleans as floats
         (None: NaN, not counted), strings as they are (None: missing)."""
-        picked = [[row[j] for j in self.columns.tolist()] for row in cells]
+        columns = self.columns.tolist()
+        picked = [[row[j] for j in columns] for row in cells]
         strings = np.empty((len(cells), len(self.categorical)), dtype=object)
         for k, j in enumerate(self._string_positions):
             strings[:, k] = [row[j] for row in cells]

@@ -26,7 +26,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from app.registry.metadata import FeatureSpec
-from app.serving.prefixsteps import ENCODERS, DeclinedError, encoder, is_passthrough, numeric
+from app.serving.prefixsteps import ENCODERS, encoder, is_passthrough, numeric
 from app.serving.treearrays import Floats
 from app.serving.treescore import NotCompiledError
 
@@ -47,7 +47,7 @@ class CompiledPrefix:
             return None
         try:
             matrix = self.read(list(zip(*cells, strict=True)))
-        except (DeclinedError, TypeError, ValueError, OverflowError):
+        except Exception:  # DeclinedError, or a value of a type it does not expect
             return None
         return np.asfortranarray(matrix) if self.fortran else np.ascontiguousarray(matrix)
 
