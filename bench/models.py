@@ -27,6 +27,7 @@ from app.registry.metadata import FeatureKind, FeatureSpec
 from app.registry.store import Registry
 from app.serving.contract import InputContract, model_input
 from app.serving.onepass import compile_scorer
+from app.training.background import frame_rows
 from app.training.reference import data_fingerprint
 from app.training.train import class_labels, environment, estimator_params, fitted_fields
 
@@ -150,6 +151,7 @@ def _register_mixed(registry: Registry) -> None:
         "classes": class_labels(pipeline),
         "data_fingerprint": data_fingerprint(X_train[NUMBERS].to_numpy(np.float64), y_train),
         "example": [example[f.name] for f in features],
+        "background": frame_rows(X_train[[f.name for f in features]]),  # what :explain traces
         "input_format": "frame",
         "reference": {},
         "metrics": {"accuracy": float(pipeline.score(X_test, y_test))},
