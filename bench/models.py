@@ -11,6 +11,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from app.config import Settings
 from app.registry.metadata import FeatureKind, FeatureSpec
 from app.registry.store import Registry
-from app.serving.contract import InputContract, model_input
-from app.serving.onepass import compile_scorer
+from app.serving.runner import ServedModel
 from app.training.background import frame_rows
 from app.training.reference import data_fingerprint
 from app.training.train import class_labels, environment, estimator_params, fitted_fields
@@ -186,28 +187,26 @@ def predict_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30)
         ]
     else:
         X = example_rows(registry, name, rows)
-    return _median_ms(artifact.estimator.predict, X, repeat)
+    return median_ms(artifact.estimator.predict, X, repeat)
 
 
 def scorer_floor_ms(registry: Registry, name: str, rows: int, repeat: int = 30) -> float:
-    """The same for modelserve's model call (predictions and probabilities in one pass).
-
-    A frame model is scored as the server scores it: on the DataFrame its input contract
-    builds from the records (a tree ensemble ending a pipeline by its compiled trees).
-    """
-    artifact = registry.load(name, registry.resolve(name, "production"))
-    meta = artifact.metadata
-    if meta.input_format == "frame":
-        contract = InputContract(meta.features, meta.input_format)
-        X: Any = model_input(contract.records(example_records(registry, name, rows)))
-        score = compile_scorer(artifact.estimator, True, fast=False)
+    """The same for modelserve's model call, as the server makes it: the version loaded and
+    settled by its load-time probes (compiled trees and transforms where they are exact), on
+    the rows its input contract checks (typed rows for a frame model: no DataFrame first)."""
+    version = registry.resolve(name, "production")
+    with ThreadPoolExecutor(1) as executor:
+        served = ServedModel.load(registry, name, version, Settings(), executor)
+    if served.metadata.input_format == "frame":
+        sent: list[Any] = example_records(registry, name, rows)
     else:
-        X = example_rows(registry, name, rows)
-        score = compile_scorer(artifact.estimator, with_proba=True)
-    return _median_ms(score, X, repeat)
+        sent = example_rows(registry, name, rows).tolist()
+    checked = served.contract.records(sent, "instances")
+    return median_ms(served.score, checked, repeat)
 
 
-def _median_ms(fn: Callable[[Any], Any], X: Any, repeat: int) -> float:
+def median_ms(fn: Callable[[Any], Any], X: Any, repeat: int) -> float:
+    """The median time of ``fn(X)`` in milliseconds, after a few warm-up calls."""
     for _ in range(3):
         fn(X)
     times = []

@@ -6,7 +6,9 @@ to the default logistic model, starts every server itself on loopback, warms up,
 c=1, 16 and 64 for the three models, profiles where a request's time goes at c=1 and 64
 (``bench/stages.py``), runs the overload check (c=512 on the forest), the
 protocol table (``bench/protocols.py``: JSON, binary tensors, gRPC; needs h2load) and the
-shadow on/off check (``bench/shadow.py``, logistic at c=16) and prints a markdown table.
+shadow on/off check (``bench/shadow.py``, logistic at c=16), what explaining costs
+(``bench/explain.py``: /predict with attribution monitoring on and off, ``:explain`` at c=1
+and 16 per model; with all three models) and prints a markdown table.
 ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma list of logistic,
 forest, mixed) benches only some models, without the overload check unless the forest is
 among them.
@@ -24,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.explain import explain_runs, predict_runs
+from bench.explain import report as explain_report
 from bench.models import (
     FOREST,
     LOGISTIC,
@@ -170,6 +174,11 @@ def main() -> None:
     by_protocol = protocol_rows(work, registry.root, protocol_models, args.duration, args.warmup)
     shadow_seconds = max(args.duration, SHADOW_RUN_S)
     shadow = shadow_check(work, registry, body, shadow_seconds) if LOGISTIC in models else None
+    explain_lines: list[str] = []
+    if set(models) == set(MODELS):  # issue #28's table: all three models
+        runs, sampled = predict_runs(work, registry.root, body, 2, args.duration, args.warmup)
+        explained = explain_runs(work, registry.root, bodies, args.duration, args.warmup)
+        explain_lines = ["", *explain_report(runs, sampled, explained, (_load(), _load()))]
     load_after = _load()
 
     lines = [
@@ -208,7 +217,8 @@ def main() -> None:
             [
                 "",
                 "Mixed: sklearn `predict` on a `pd.DataFrame` of the rows; modelserve's call is "
-                "`predict` + `predict_proba` on the DataFrame its input contract builds.",
+                "the served version's scorer (its compiled transform and trees) on the rows its "
+                "input contract checks.",
             ]
             if MIXED in models
             else []
@@ -224,6 +234,7 @@ def main() -> None:
         *targets(results, floors, overload, models),
         *(["", *overload.report()] if overload is not None else []),
         *(["", *shadow.report()] if shadow is not None else []),
+        *explain_lines,
     ]
     report = "\n".join(lines)
     print(report)

@@ -51,6 +51,7 @@ STAGES: list[tuple[str, Rule]] = [
             "app/serving/observer",
             "app/serving/drift",
             "app/serving/confidence",
+            "app/serving/attribution",
             "app/metrics",
         ),
     ),

@@ -12,7 +12,6 @@ server calls it) on 1 and 50 rows: the scorer modelserve served before compiled 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from sklearn.ensemble import (
 from sklearn.model_selection import train_test_split
 
 from app.serving.onepass import COMPILED, compile_scorer
-from bench.models import NUMBERS, SEED, STRINGS, mixed_frame, mixed_pipeline
+from bench.models import NUMBERS, SEED, STRINGS, median_ms, mixed_frame, mixed_pipeline
 
 Case = tuple[str, Any, Callable[[int], Any], bool]
 
@@ -54,17 +53,6 @@ def cases() -> list[Case]:
     mixed = mixed_pipeline().fit(train, y_frame)
     found.append(("mixed pipeline", mixed, lambda n: test[STRINGS + NUMBERS].iloc[:n], False))
     return found
-
-
-def median_ms(score: Callable[[Any], Any], rows: Any, repeat: int) -> float:
-    for _ in range(5):
-        score(rows)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        score(rows)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:
