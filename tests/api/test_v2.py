@@ -174,7 +174,7 @@ def _bad(**changes: Any) -> dict[str, Any]:
         ),
         ("/v2/models/nope/infer", KSERVE_REQUEST, 404, "nope"),
         ("/v2/models/iris/versions/7/infer", KSERVE_REQUEST, 404, "no version"),
-        ("/v2/models/iris/explain", KSERVE_REQUEST, 404, "/v2/models/iris/explain"),
+        ("/v2/models/iris/generate", KSERVE_REQUEST, 404, "/v2/models/iris/generate"),
         ("/v2/models/nope", None, 404, "nope"),
     ],
 )

@@ -8,15 +8,14 @@ The PSI recording rule, unchanged, must see the shift in ``plan`` only on the se
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.mixed import TARGET, register_churn
+from tests.helpers.mixed import register_churn, simulate
 from tests.helpers.prometheus_proc import PrometheusServer
-from tests.helpers.support import Server, run_cli
+from tests.helpers.support import Server
 
 MODEL, PROBE = "churn", "churn-probe"
 PSI = "model_version_feature:modelserve_feature_psi:1h"
@@ -24,17 +23,6 @@ COUNTED = "model_version_feature:modelserve_feature_values:increase1h"
 RATE, SECONDS = 250, 4
 
 pytestmark = pytest.mark.e2e
-
-
-def _simulate(url: str, model: str, sample: Path, *extra: str) -> int:
-    """Run the simulator; the number of predictions the server answered."""
-    args = ["simulate", "--url", url, "--model", model, "--data", str(sample)]
-    args += ["--target", TARGET, "--rate", str(RATE), "--duration", str(SECONDS)]
-    done = run_cli(*args, "--feedback-delay", "0", *extra)
-    assert done.returncode == 0, done.stdout + done.stderr
-    answered = re.search(r"^predictions\s+(\d+) ok", done.stdout, re.M)
-    assert answered, done.stdout
-    return int(answered.group(1))
 
 
 def _all_counted(prom: PrometheusServer, model: str, rows: int) -> Callable[[], bool]:
@@ -73,8 +61,10 @@ def test_a_shifted_category_moves_only_its_psi(
             what="first scrape of the drift counters",
         )
         sent = {
-            MODEL: _simulate(server.url, MODEL, sample, "--seed", "1"),
-            PROBE: _simulate(server.url, PROBE, sample, "--seed", "2", "--shift", "plan=team:0.6"),
+            MODEL: simulate(server.url, MODEL, sample, RATE, SECONDS, "--seed", "1"),
+            PROBE: simulate(
+                server.url, PROBE, sample, RATE, SECONDS, "--seed", "2", "--shift", "plan=team:0.6"
+            ),
         }
         assert min(sent.values()) >= 400, sent  # enough rows for PSI to mean something
         for model, rows in sent.items():

@@ -23,10 +23,8 @@ For every other family the test checks in-process that rows scored alone equal `
 from __future__ import annotations
 
 import functools
-import http.client
 import json
 import math
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -73,6 +71,7 @@ from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 from app.serving.treescore import compiles
+from tests.helpers.clients import KeepAlive, run_jobs
 from tests.helpers.promtext import samples
 from tests.helpers.support import Server, run_cli
 
@@ -683,57 +682,16 @@ def _parse(route: str, status: int, text: str, n: int) -> Parsed:
     return predict["data"], [flat[i * width : (i + 1) * width] for i in range(n)], True
 
 
-class _Connection:
-    """One client: a keep-alive HTTP/1.1 connection (stdlib, so 16 of them cost little CPU
-    and the server, not the client, is what limits the rate)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def post(self, path: str, body: bytes) -> tuple[int, str]:
-        headers = {"Content-Type": "application/json"}
-        for attempt in (1, 2):
-            try:
-                self.conn.request("POST", path, body, headers)
-                response = self.conn.getresponse()
-                return response.status, response.read().decode()
-            except (http.client.HTTPException, ConnectionError):
-                self.conn.close()  # the server closed an idle keep-alive connection
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-
 def send_all(port: int, cases: dict[str, Case], jobs: list[Job]) -> dict[Job, Any]:
     """Every job through ``CLIENTS`` concurrent clients; per job the parsed answer or the
     exception. Jobs go out in order, so the clients hit one model and route at a time."""
-    results: dict[Job, Any] = {}
-    pending = iter(jobs)
-    lock = threading.Lock()
 
-    def client() -> None:
-        connection = _Connection(port)
-        while True:
-            with lock:
-                job = next(pending, None)
-            if job is None:
-                break
-            body = json.dumps(cases[job.case].body(job.route, job.start, job.stop))
-            try:
-                status, text = connection.post(_url(job.route, job.case), body.encode())
-                results[job] = _parse(job.route, status, text, job.stop - job.start)
-            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as exc:
-                results[job] = exc
-        connection.conn.close()
+    def work(connection: KeepAlive, job: Job) -> Any:
+        body = json.dumps(cases[job.case].body(job.route, job.start, job.stop))
+        status, text = connection.post(_url(job.route, job.case), body.encode())
+        return _parse(job.route, status, text, job.stop - job.start)
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return dict(zip(jobs, run_jobs(port, jobs, CLIENTS, work), strict=True))
 
 
 def _assemble(case: Case, route: str, batch: int, results: dict[Job, Any]) -> Answer:

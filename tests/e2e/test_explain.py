@@ -15,9 +15,7 @@ request's rows. Families with no exact explainer, or whose explainer fails the s
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from sklearn.datasets import load_breast_cancer
 import tests.e2e.test_compatibility as compat
 from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry
+from tests.helpers.clients import KeepAlive, run_jobs
 from tests.helpers.explained import (
     linear_contributions,
     model_rows,
@@ -113,28 +112,6 @@ def _register_all(registry: Path, work: Path) -> dict[str, Served]:
     return served
 
 
-class _Client:
-    """A keep-alive HTTP/1.1 connection (stdlib: 16 of them cost the test little CPU)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def post(self, path: str, payload: Any) -> tuple[int, Any]:
-        body = json.dumps(payload).encode()
-        for attempt in (1, 2):
-            try:
-                self.conn.request("POST", path, body, {"Content-Type": "application/json"})
-                response = self.conn.getresponse()
-                return response.status, json.loads(response.read())
-            except (http.client.HTTPException, ConnectionError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-
 def _send(port: int, served: dict[str, Served]) -> None:
     """Every row of every explained model, in batches of 1 and 50, from 16 clients."""
     jobs = [
@@ -147,32 +124,16 @@ def _send(port: int, served: dict[str, Served]) -> None:
     for s in served.values():
         for batch in BATCHES:
             s.answers[batch] = [None] * len(range(0, len(s.records), batch))
-    pending = iter(jobs)
-    lock = threading.Lock()
 
-    def client() -> None:
-        connection = _Client(port)
-        while True:
-            with lock:
-                job = next(pending, None)
-            if job is None:
-                break
-            s, batch, start = job
-            instances = s.records[start : start + batch]
-            try:
-                answer: Any = connection.post(
-                    f"/v1/models/{s.name}:explain", {"instances": instances}
-                )
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                answer = exc
-            s.answers[batch][start // batch] = answer
-        connection.conn.close()
+    def work(connection: KeepAlive, job: tuple[Served, int, int]) -> Any:
+        s, batch, start = job
+        instances = s.records[start : start + batch]
+        body = json.dumps({"instances": instances}).encode()
+        status, text = connection.post(f"/v1/models/{s.name}:explain", body)
+        return status, json.loads(text)
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for (s, batch, start), answer in zip(jobs, run_jobs(port, jobs, CLIENTS, work), strict=True):
+        s.answers[batch][start // batch] = answer
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +145,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with Server(registry, workdir=work, env=env) as server:
         server.wait_ready(timeout=120)
         _send(server.port, served)
-        refusals, predicted = {}, {}
-        client = _Client(server.port)
+        refusals: dict[str, Any] = {}
+        predicted: dict[str, Any] = {}
+        client = KeepAlive(server.port)
         for name in REFUSED:
-            first = {"instances": served[name].records[:1]}
-            refusals[name] = client.post(f"/v1/models/{name}:explain", first)
-            predicted[name] = client.post(f"/v1/models/{name}:predict", first)
+            first = json.dumps({"instances": served[name].records[:1]}).encode()
+            for answers, route in ((refusals, "explain"), (predicted, "predict")):
+                status, text = client.post(f"/v1/models/{name}:{route}", first)
+                answers[name] = (status, json.loads(text))
         metrics = httpx.get(server.url + "/metrics", timeout=10).text
         yield World(served, refusals, predicted, metrics, server.logs())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,14 @@ def copy_registered(template: Path, registry: Path, name: str = MIXED) -> None:
     """Put a model registered once (``register_churn`` into ``template``) into ``registry``, as
     registering it there would: a module registers it once, each test gets its own copy."""
     shutil.copytree(template / name, registry / name, ignore=shutil.ignore_patterns(".lock"))
+
+
+def simulate(url: str, model: str, sample: Path, rate: int, seconds: float, *extra: str) -> int:
+    """``modelserve simulate`` on a churn sample (labels at once); the predictions answered."""
+    args = ["simulate", "--url", url, "--model", model, "--data", str(sample)]
+    args += ["--target", TARGET, "--rate", str(rate), "--duration", str(seconds)]
+    done = run_cli(*args, "--feedback-delay", "0", *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answered = re.search(r"^predictions\s+(\d+) ok", done.stdout, re.M)
+    assert answered, done.stdout
+    return int(answered.group(1))

@@ -21,7 +21,11 @@ T = TypeVar("T")
 class PrometheusServer(Managed):
     """Scrapes ``targets`` as job ``modelserve`` every second and evaluates rules every second."""
 
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, targets: list[str], alert_for: dict[str, str] | None = None
+    ) -> None:
+        """``alert_for``: alerts whose ``for`` becomes this duration, so a test of a few seconds
+        sees them firing (the rule files are copied with that one field changed)."""
         binary = shutil.which("prometheus")
         assert binary, "the apt package `prometheus` is not installed (see .ci/apt-packages.txt)"
         self.binary = binary
@@ -29,11 +33,15 @@ class PrometheusServer(Managed):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        rule_files = (
+            [_with_for(p, alert_for, workdir) for p in RULE_FILES] if alert_for else RULE_FILES
+        )
         self.config.write_text(
             yaml.safe_dump(
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(p) for p in RULE_FILES],
+                    "rule_files": [str(p) for p in rule_files],
                     "scrape_configs": [
                         {"job_name": "modelserve", "static_configs": [{"targets": targets}]}
                     ],
@@ -106,3 +114,18 @@ class PrometheusServer(Managed):
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
+
+
+def _with_for(rules: Path, alert_for: dict[str, str], workdir: Path) -> Path:
+    """A copy of a rule file in ``workdir`` with the named alerts' ``for`` replaced (the file
+    itself when there are none)."""
+    if not alert_for:
+        return rules
+    groups = yaml.safe_load(rules.read_text())
+    for group in groups["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") in alert_for:
+                rule["for"] = alert_for[rule["alert"]]
+    copy = workdir / f"rules-{rules.name}"
+    copy.write_text(yaml.safe_dump(groups))
+    return copy
