@@ -51,7 +51,7 @@ from bench.servers import (
 from bench.shadow import shadow_check
 from bench.stages import stage_profiles
 from bench.stages import table as stage_table
-from bench.targets import targets
+from bench.targets import ratio, targets
 
 CONCURRENCY = (1, 16, 64)
 SERVERS = ("modelserve", "modelserve-w2", "baseline")
@@ -68,10 +68,6 @@ def _cell(r: WrkResult | None) -> str:
     if r is None:
         return "-"
     return f"{r.rps:,.0f} ({r.p50_ms:.2f} / {r.p99_ms:.1f})"
-
-
-def _ratio(a: WrkResult | None, b: WrkResult | None) -> str:
-    return "-" if a is None or b is None or b.rps == 0 else f"{a.rps / b.rps:.1f}×"
 
 
 def _kind(model: str) -> str:
@@ -197,8 +193,8 @@ def main() -> None:
             one = results.get(("modelserve", model, c))
             two = results.get(("modelserve-w2", model, c))
             lines.append(
-                f"| {kind} | {c} | {_cell(base)} | {_cell(one)} | {_ratio(one, base)} "
-                f"| {_cell(two)} | {_ratio(two, base)} |"
+                f"| {kind} | {c} | {_cell(base)} | {_cell(one)} | {ratio(one, base)} "
+                f"| {_cell(two)} | {ratio(two, base)} |"
             )
     lines += [
         "",

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ def profile(pid: int, url: str, body: Path, connections: int, seconds: float) ->
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "raw.txt"
         load.start()
-        threading.Event().wait(1.0)
+        time.sleep(1.0)  # wrk under way before the window opens
         cmd = [spy, "record", "--pid", str(pid), "--gil", "--threads", "--nonblocking"]
         cmd += ["-r", str(SAMPLE_HZ), "-d", str(window), "-f", "raw", "-o", str(out)]
         before = process_cpu_s(pid)

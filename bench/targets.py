@@ -12,8 +12,9 @@ from bench.servers import OverloadResult, WrkResult
 BEFORE_27 = {(LOGISTIC, 64): 4443.0, (FOREST, 64): 3679.0, (MIXED, 64): 2441.0}
 
 
-def _ratio(a: WrkResult, b: WrkResult) -> str:
-    return "-" if b.rps == 0 else f"{a.rps / b.rps:.1f}×"
+def ratio(a: WrkResult | None, b: WrkResult | None) -> str:
+    """``a``'s req/s as a multiple of ``b``'s, or "-" when either did not run."""
+    return "-" if a is None or b is None or b.rps == 0 else f"{a.rps / b.rps:.1f}×"
 
 
 def targets(
@@ -61,7 +62,7 @@ def targets(
         checks.append(
             (
                 f"Mixed c=64: {m64.rps:,.0f} req/s ≥ 5× baseline ({m64_base.rps:,.0f} req/s: "
-                f"{_ratio(m64, m64_base)}), p99 {m64.p99_ms:.1f} ms ≤ 100",
+                f"{ratio(m64, m64_base)}), p99 {m64.p99_ms:.1f} ms ≤ 100",
                 m64.rps >= 5 * m64_base.rps and m64.p99_ms <= 100,
             )
         )
