@@ -79,12 +79,32 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
         logging.getLogger(name).propagate = True
 
 
-def _clean_request_id(raw: bytes | None) -> str:
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` if it is usable, else a new one."""
+    raw = next((v for k, v in headers if k == REQUEST_ID_HEADER), None)
     if raw:
         text = raw.decode("latin-1")[:MAX_REQUEST_ID_LENGTH]
         if text.isprintable() and text.strip():
             return text
     return os.urandom(16).hex()  # 32 hex digits, like uuid4().hex at a quarter of the cost
+
+
+def log_access(scope: Scope, status: int, start: float) -> None:
+    """The request's access-log line; the route may have put ``model``, ``version`` and
+    ``instances`` into the scope's state."""
+    state = scope.get("state") or {}
+    access_log.info(
+        "request",
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+            "model": state.get("model"),
+            "version": state.get("version"),
+            "instances": state.get("instances"),
+        },
+    )
 
 
 class RequestContextMiddleware:
@@ -101,8 +121,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
-        request_id = _clean_request_id(raw)
+        request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         status = 500
@@ -119,19 +138,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            state = scope.get("state") or {}
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-                    "model": state.get("model"),
-                    "version": state.get("version"),
-                    "instances": state.get("instances"),
-                },
-            )
+            log_access(scope, status, start)
             request_id_var.reset(token)
 
 

@@ -19,6 +19,7 @@ from app.api.errors import install_error_handlers
 from app.api.fastpath import PredictFastPath
 from app.api.grpc import service as grpc_service
 from app.api.instrumentation import cache_route_names
+from app.api.lane import PredictLane
 from app.api.openapi_errors import document_not_found
 from app.api.routes import explain, feedback, health, invocations, models, v1, v2
 from app.api.routes.admin import build_router as build_admin_router
@@ -30,6 +31,7 @@ from app.registry.store import Registry, RegistryError
 from app.server.memory import tune_malloc
 from app.server.metrics_port import start_metrics_server
 from app.server.process_metrics import start_sampling
+from app.server.protocol import PREDICT_LANE
 from app.server.workers import start_sweeping
 from app.serving.attribution import Attribution
 from app.serving.default_model import choose_default_model
@@ -93,7 +95,12 @@ def _lifespan(services: Services) -> Any:
         grpc_server = await grpc_service.start(services)  # in this loop, in every worker
         # The server's HTTP protocol (app.server.protocol) reads its deadline from this state;
         # app.server.drain sets `draining` on SIGTERM (/health/ready answers 503 from then on).
-        yield {"header_timeout_s": settings.header_timeout_s, "draining": services.models.draining}
+        # The predict routes go to the lane (app.api.lane), beside the middleware stack.
+        yield {
+            "header_timeout_s": settings.header_timeout_s,
+            "draining": services.models.draining,
+            PREDICT_LANE: PredictLane(app, services),
+        }
         if grpc_server is not None:  # first: its calls in flight still need the models
             await grpc_service.stop(grpc_server, settings.request_timeout_s)
         if stop_metrics is not None:

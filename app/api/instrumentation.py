@@ -13,12 +13,14 @@ are the library's own.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.types import Scope
 
 # Its labelled metrics (those with a "handler" label; the in-progress gauge is the middleware's).
 HTTP_METRICS = (
@@ -48,6 +50,22 @@ class CachedRouteInstrumentator(PrometheusInstrumentatorMiddleware):
         if self.inprogress is not None:
             _cache_children(self.inprogress)
         cache_label_children(self.registry)
+
+    def handler_name(self, scope: Scope, app: object) -> str:
+        """The route template a request is counted under (``app``: the FastAPI app, which
+        Starlette puts in the scope before this middleware runs)."""
+        name, _ = self._handler_of(scope["method"], scope["path"], scope.get("root_path", ""), app)
+        return name
+
+    def inprogress_child(self, method: str, handler: str) -> Any:
+        """The in-progress gauge's child for a request, incremented (None if it is off)."""
+        if self.inprogress is None:
+            return None
+        child = self.inprogress
+        if self.inprogress_labels:
+            child = child.labels(method, handler)
+        child.inc()
+        return child
 
     def _get_handler(self, request: Request) -> tuple[str, bool]:
         scope = request.scope

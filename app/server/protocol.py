@@ -11,6 +11,10 @@ The deadline comes from the application's lifespan state (``header_timeout_s``),
 hands every protocol instance as ``app_state``: it is the value of the settings the application
 was built with, not of a process-wide settings cache that ``create_app(settings)`` cannot reach.
 
+A request the application's lane takes (``Lane.pick``; the lane is in the lifespan state under
+``predict_lane``: ``app.api.lane.PredictLane``, which takes the predict routes) runs the lane
+instead of the whole application, in the same task and response cycle uvicorn made for it.
+
 While the server drains before it stops (``app/server/drain.py`` has set the state's
 ``draining`` event), every response says ``connection: close`` and the connection closes after
 it: a keep-alive client's next request opens a new connection, which its balancer gives a
@@ -20,13 +24,17 @@ replica that is not stopping, instead of meeting this one's close when the drain
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from app.errors import ErrorReason, error_json
 from app.server.drain import DRAINING
 from app.server.one_write import OneWriteCycle
 
+PREDICT_LANE = "predict_lane"
+"""The lifespan state's key for the app's ``Lane`` (``app.api.lane.PredictLane``)."""
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 """Used until the lifespan has published ``header_timeout_s`` (or if an app never does)."""
 
@@ -41,6 +49,11 @@ def _timeout_response(timeout_s: float) -> bytes:
         b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
     )
     return head + body
+
+
+class Lane(Protocol):
+    def pick(self, scope: Scope) -> ASGI3Application | None:
+        """The app that answers this request in place of the whole app, or None."""
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -65,6 +78,13 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         draining = self.app_state.get(DRAINING)
         if draining is not None and draining.is_set() and self.cycle is not None:
             self.cycle.keep_alive = False  # uvicorn adds `connection: close` and closes after
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if app is self.app:  # not uvicorn's 503 past its concurrency limit
+            lane: Lane | None = self.app_state.get(PREDICT_LANE)
+            if lane is not None:
+                app = lane.pick(cycle.scope) or app
+        super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
