@@ -1,0 +1,250 @@
+"""The predict lane answers as the middleware stack does: same responses, metrics, log lines.
+
+Each request is sent twice in one app, as the same ASGI scope uvicorn would build: once to
+the lane (what ``modelserve serve``'s protocol does) and once to the whole app (the stack,
+whose ``PredictFastPath`` answers it), and everything a user sees is compared.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+from app.api.lane import PredictLane
+from app.logs import request_id_var
+from app.registry.store import Registry
+from app.server.protocol import PREDICT_LANE
+from tests.helpers.app_factory import HTTP_METRICS
+
+MODEL = "breast-cancer"
+NAMES = {m.removesuffix("_total") for m in HTTP_METRICS}
+Message = dict[str, Any]
+
+
+class _Lines(logging.Handler):
+    """Access-log lines with the request id they were written under."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = ("method", "path", "status", "model", "version", "instances")
+        line = {k: getattr(record, k) for k in fields}
+        self.lines.append({**line, "request_id": request_id_var.get()})
+
+
+@pytest.fixture
+def lines() -> Iterator[_Lines]:
+    handler = _Lines()
+    logger = logging.getLogger("modelserve.access")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The HTTP metrics' values, timings' sums left out (they differ run to run)."""
+    out = {}
+    for metric in REGISTRY.collect():
+        if metric.name.removesuffix("_total") not in {
+            m.removesuffix("_total") for m in HTTP_METRICS
+        }:
+            continue
+        for s in metric.samples:
+            if s.name.endswith("_created") or (
+                "duration" in s.name and s.name.endswith(("_sum", "_bucket"))
+            ):
+                continue
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _delta(before: dict[Any, float], after: dict[Any, float]) -> dict[Any, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+def _scope(
+    client: TestClient, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    sized = [(b"content-length", str(len(body)).encode()), *headers]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "POST",
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"), *sized],
+        "state": dict(client.app_state),
+    }
+
+
+def _send(
+    client: TestClient, app: Any, scope: dict[str, Any], body: bytes, sent: list[Message]
+) -> list[Message]:
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    assert client.portal is not None
+    client.portal.call(run)
+    return sent
+
+
+def _seen(
+    client: TestClient, app: Any, lines: _Lines, path: str, body: bytes, headers: list[Any]
+) -> tuple[list[Message], dict[Any, float], list[dict[str, Any]]]:
+    before, logged = _samples(), len(lines.lines)
+    sent = _send(client, app, _scope(client, path, body, headers), body, [])
+    return sent, _delta(before, _samples()), lines.lines[logged:]
+
+
+def _comparable(sent: list[Message]) -> tuple[int, list[Any], Any]:
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    assert start["type"] == "http.response.start"
+    headers = [(k, v) for k, v in start["headers"] if k not in (b"x-request-id", b"content-length")]
+    parsed: Any = body
+    if start["status"] < 300:
+        parsed = orjson.loads(body)
+        assert len(parsed.pop("prediction_ids")) == len(parsed["predictions"])
+    return start["status"], sorted(headers), parsed
+
+
+def _lane(client: TestClient) -> PredictLane:
+    lane = client.app_state[PREDICT_LANE]
+    assert isinstance(lane, PredictLane)
+    return lane
+
+
+def _row(registry: Registry) -> list[Any]:
+    return list(registry.metadata(MODEL, "1").example)
+
+
+def _bodies(registry: Registry) -> list[tuple[str, str, bytes, list[Any], int]]:
+    row = _row(registry)
+    one = orjson.dumps({"instances": [row]})
+    three = orjson.dumps({"instances": [row, row, row]})
+    bad = orjson.dumps({"instances": [[*row[:-1], "x"]]})
+    given = [(b"x-request-id", b"client-chosen-id")]
+    keyed = [(b"x-routing-key", b"user-7")]
+    return [
+        ("default model", "/predict", one, given, 200),
+        ("v1, three rows", f"/v1/models/{MODEL}:predict", three, keyed, 200),
+        ("invalid JSON", "/predict", b"{", [], 400),
+        ("invalid value", "/predict", bad, given, 422),
+        ("unknown model", "/v1/models/nope:predict", one, [], 404),
+        ("empty instances", "/predict", b'{"instances": []}', [], 422),
+    ]
+
+
+def test_the_lane_answers_counts_and_logs_as_the_stack_does(
+    make_client: Callable[..., TestClient], lines: _Lines, registry: Registry
+) -> None:
+    client = make_client()
+    lane = _lane(client)
+    for case, path, body, headers, status in _bodies(registry):
+        got = _seen(client, lane, lines, path, body, headers)
+        want = _seen(client, client.app, lines, path, body, headers)
+        assert _comparable(got[0]) == _comparable(want[0]), case
+        assert got[0][0]["status"] == status, case
+        assert got[1] == want[1] and got[1], case  # the same series moved by the same amounts
+        assert len(got[2]) == len(want[2]) == 1, case
+        line, expected = got[2][0], want[2][0]
+        assert line.pop("request_id") == dict(got[0][0]["headers"])[b"x-request-id"].decode()
+        expected.pop("request_id")
+        assert line == expected, case
+        if headers and headers[0][0] == b"x-request-id":
+            assert dict(got[0][0]["headers"])[b"x-request-id"] == headers[0][1], case
+        assert request_id_var.get() == "-"  # reset after the request
+
+
+def test_a_body_over_the_limit_is_refused_by_both_alike(
+    make_client: Callable[..., TestClient], lines: _Lines
+) -> None:
+    client = make_client(max_body_bytes=1024)
+    body = orjson.dumps({"instances": [[0.5] * 30] * 20})
+    got = _seen(client, _lane(client), lines, "/predict", body, [])
+    want = _seen(client, client.app, lines, "/predict", body, [])
+    assert _comparable(got[0]) == _comparable(want[0])
+    assert got[0][0]["status"] == 413
+    assert got[1] == want[1]
+
+
+def test_an_unexpected_error_is_a_plain_500_counted_logged_and_raised(
+    make_client: Callable[..., TestClient],
+    lines: _Lines,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: Registry,
+) -> None:
+    client = make_client()
+    body = orjson.dumps({"instances": [_row(registry)]})
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services.inference, "predict", broken)
+    seen = []
+    for app in (_lane(client), client.app):
+        sent: list[Message] = []
+        before, logged = _samples(), len(lines.lines)
+        with pytest.raises(RuntimeError, match="a bug"):
+            _send(client, app, _scope(client, "/predict", body, []), body, sent)
+        seen.append((sent, _delta(before, _samples()), lines.lines[logged:]))
+    (lane_sent, lane_metrics, lane_lines), (stack_sent, stack_metrics, stack_lines) = seen
+    assert lane_sent[0]["status"] == stack_sent[0]["status"] == 500
+    assert lane_sent[1]["body"] == stack_sent[1]["body"] == b"Internal Server Error"
+    assert lane_metrics == stack_metrics and lane_metrics
+    assert [line["status"] for line in lane_lines] == [line["status"] for line in stack_lines]
+    assert [line["status"] for line in lane_lines] == [500]
+    assert request_id_var.get() == "-"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "taken"),
+    [
+        ("POST", "/predict", True),
+        ("POST", f"/v1/models/{MODEL}:predict", True),
+        ("POST", "/v1/models/any-name:predict", True),
+        ("GET", "/predict", False),
+        ("POST", "/predict/", False),
+        ("POST", f"/v1/models/{MODEL}:explain", False),
+        ("POST", f"/v2/models/{MODEL}/infer", False),
+        ("POST", "/v1/models/a/b:predict", False),
+        ("OPTIONS", "/predict", False),
+    ],
+)
+def test_the_lane_takes_the_predict_routes_only(
+    make_client: Callable[..., TestClient], method: str, path: str, taken: bool
+) -> None:
+    lane = _lane(make_client())
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    assert (lane.pick(scope) is lane) is taken
+
+
+def test_a_cross_origin_request_goes_through_cors(make_client: Callable[..., TestClient]) -> None:
+    lane = _lane(make_client(cors_origins=["https://app.example"]))
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+    assert lane.pick(scope) is lane
+    scope["headers"] = [(b"origin", b"https://app.example")]
+    assert lane.pick(scope) is None
+    plain = _lane(make_client())  # no CORS configured: nothing to add, the lane takes it
+    assert plain.pick(scope) is plain
