@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from app.serving.contract import Rows, concat
+from app.serving.inline import InlineCalls
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,9 @@ class MicroBatcher:
         self._on_depth = on_depth or (lambda _depth: None)
         self._consumer: asyncio.Task[None] | None = None
         self._in_flight = 0
+        # Set once the version's scorer is settled, when it is one whose calls may run on the
+        # event loop (app.serving.inline); None: every call in the inference thread.
+        self.inline: InlineCalls | None = None
 
     @property
     def depth(self) -> int:
@@ -154,12 +159,11 @@ class MicroBatcher:
         if not self.merge and len(batch) > 1:
             await self._score_each(batch)
             return
-        loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
             merged = batch[0].rows if len(batch) == 1 else concat([p.rows for p in batch])
             try:
-                result = await loop.run_in_executor(self._executor, self._predict, merged)
+                result = await self._call(self._predict, merged, len(merged))
             except Exception as exc:
                 if len(batch) == 1:
                     _resolve(batch[0], error=exc)
@@ -168,9 +172,7 @@ class MicroBatcher:
                 log.warning("batch of %d failed (%s); scoring requests one by one", len(batch), exc)
                 for pending in batch:
                     try:
-                        alone = await loop.run_in_executor(
-                            self._executor, self._predict, pending.rows
-                        )
+                        alone = await self._call(self._predict, pending.rows, len(pending.rows))
                         _resolve(pending, result=alone)
                     except Exception as single_exc:
                         _resolve(pending, error=single_exc)
@@ -183,13 +185,23 @@ class MicroBatcher:
         finally:
             self._in_flight -= 1
 
+    async def _call(self, fn: Callable[[T], R], arg: T, rows: int) -> R:
+        """``fn(arg)`` on the event loop if ``inline`` allows it, else in the inference thread."""
+        inline = self.inline
+        if inline is None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, arg)
+        if inline.allows(rows):
+            return _timed(inline, fn, arg, rows)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed, inline, fn, arg, rows
+        )
+
     async def _score_each(self, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
-            outcomes = await loop.run_in_executor(
-                self._executor, self._predict_each, [p.rows for p in batch]
-            )
+            requests = [p.rows for p in batch]
+            rows = sum(len(r) for r in requests)
+            outcomes = await self._call(self._predict_each, requests, rows)
             for pending, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Exception):
                     _resolve(pending, error=outcome)
@@ -197,6 +209,18 @@ class MicroBatcher:
                     _resolve(pending, result=outcome)
         finally:
             self._in_flight -= 1
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _timed(inline: InlineCalls, fn: Callable[[T], R], arg: T, rows: int) -> R:
+    start = time.perf_counter()
+    try:
+        return fn(arg)
+    finally:
+        inline.took(time.perf_counter() - start, rows)
 
 
 def _each(predict: PredictFn, requests: list[Rows]) -> list[BatchResult | Exception]:

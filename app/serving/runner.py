@@ -14,10 +14,17 @@ from app.registry.store import LoadedArtifact, Registry
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.contract import InputContract, Rows
 from app.serving.exactness import settle_scorer
+from app.serving.inline import InlineCalls
 from app.serving.observer import CallObserver
-from app.serving.onepass import compile_scorer, serves_probabilities
+from app.serving.onepass import COMPILED, LINEAR, compile_scorer, serves_probabilities
+from app.serving.prefixprobe import COMPILED_TRANSFORM
 from app.serving.threads import limit_model_threads
 from app.serving.typed import default_row
+
+# Scorers whose calls hold the GIL throughout and take time in proportion to their rows: their
+# calls may run on the event loop (app.serving.inline).
+INLINE_SCORERS = (COMPILED, LINEAR)
+INLINE_TRANSFORMS = (None, COMPILED_TRANSFORM, LINEAR)
 
 
 class ServedModel:
@@ -44,6 +51,7 @@ class ServedModel:
         self._smoke_error = ""
         self.observer = CallObserver(self.metadata, self.has_proba)
         self._executor = executor
+        self._inline_max_s = settings.inline_max_ms / 1000
         self._batcher = MicroBatcher(
             self._call_model,
             executor,
@@ -81,6 +89,11 @@ class ServedModel:
         return self._scorer.transform
 
     @property
+    def inline(self) -> bool:
+        """Whether this version's calls may run on the event loop (``app.serving.inline``)."""
+        return self._batcher.inline is not None
+
+    @property
     def merges(self) -> bool:
         """Whether requests merged into one call get the bits they get alone (probed at load)."""
         return self._batcher.merge
@@ -92,6 +105,9 @@ class ServedModel:
         self._scorer, self._batcher.merge = settle_scorer(
             self._scorer, self.estimator, self.has_proba, self.contract, self.metadata
         )
+        compiled = self.scorer in INLINE_SCORERS and self.transform in INLINE_TRANSFORMS
+        if compiled and self._inline_max_s > 0:
+            self._batcher.inline = InlineCalls(self._inline_max_s)
         self.loaded_at = time.time()
 
     def smoke_test(self) -> bool:
