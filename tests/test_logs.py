@@ -3,15 +3,27 @@ failure that repeats is logged at its start, at most once a minute, and at its e
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import sys
 import threading
+import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from app.logs import JsonFormatter, RepeatedFailureLog, TextFormatter, one_line
+from app.logs import (
+    JsonFormatter,
+    RepeatedFailureLog,
+    TextFormatter,
+    access_log,
+    configure_logging,
+    log_access,
+    one_line,
+    request_id_var,
+)
 
 LINE_BREAKING = {"Cc", "Zl", "Zp"}
 EVERY_CONTROL = "".join(
@@ -26,7 +38,7 @@ def _record(message: str, **extra: object) -> logging.LogRecord:
 
 
 def _format(record: logging.LogRecord) -> str:
-    return TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+    return TextFormatter().format(record)
 
 
 def test_every_control_character_is_escaped_in_messages_and_extras() -> None:
@@ -308,3 +320,108 @@ def test_success_and_failure_racing_keep_the_lines_a_valid_sequence(
     for kind in kinds:
         assert (kind == "start") != failing, kinds  # a start only when not failing, else not
         failing = kind != "recovered"
+
+
+# ---- access lines: written without a log record, the same line; the loop's lines batched ------
+
+
+class _Stream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def stream() -> Iterator[_Stream]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging("text", "info")
+    out = _Stream()
+    root.handlers[0].setStream(out)  # type: ignore[attr-defined]
+    yield out
+    root.handlers[:], root.level = saved[0], saved[1]
+
+
+SCOPE = {
+    "method": "POST",
+    "path": "/v1/models/x" + EVERY_CONTROL[:40] + ":predict",
+    "state": {"model": "x", "version": "3", "instances": 2},
+}
+
+
+def _both_ways(log_format: str, stream: _Stream, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The same access line written directly and through ``logging`` (a filter on the access
+    logger turns the direct path off), at the same instant."""
+    logging.getLogger().handlers[0].setFormatter(
+        JsonFormatter() if log_format == "json" else TextFormatter()
+    )
+    monkeypatch.setattr(time, "time", lambda: 1_796_615_711.379_581)
+    monkeypatch.setattr(time, "perf_counter", lambda: 10.0)
+    token = request_id_var.set("req-1")
+    try:
+        log_access(SCOPE, 200, 9.5)
+        access_log.addFilter(lambda record: True)
+        try:
+            log_access(SCOPE, 200, 9.5)
+        finally:
+            access_log.filters.clear()
+    finally:
+        request_id_var.reset(token)
+    return stream.getvalue().rstrip("\n").split("\n")  # "\x85" is a line end to splitlines()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_access_line_written_directly_is_the_logging_modules_line(
+    log_format: str, stream: _Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct, logged = _both_ways(log_format, stream, monkeypatch)
+    assert direct == logged
+    assert "request_id=req-1" in direct or '"request_id":"req-1"' in direct
+    assert "latency_ms=500.0" in direct or '"latency_ms":500.0' in direct
+    if log_format == "text":
+        second = time.localtime(1_796_615_711)
+        assert direct.startswith(
+            time.strftime("%Y-%m-%d %H:%M:%S,379 INFO modelserve.access", second)
+        )
+        assert direct.endswith("model=x version=3 instances=2") and "\\r" in direct
+
+
+def test_a_traceback_still_goes_through_the_formatter() -> None:
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        record = _record("failed", path="/x")
+        record.exc_info = sys.exc_info()
+    line = _format(record)
+    assert "failed\\nTraceback" in line and line.endswith("request_id=- path=/x")
+
+
+def test_the_loops_lines_leave_in_one_write_per_iteration_in_order(stream: _Stream) -> None:
+    other = logging.getLogger("elsewhere")
+
+    async def main() -> None:
+        for i in range(5):
+            log_access({**SCOPE, "path": f"/predict/{i}"}, 200, time.perf_counter())
+        assert stream.writes == 0  # held until the iteration ends
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert stream.writes == 1
+        log_access({**SCOPE, "path": "/predict/5"}, 200, time.perf_counter())
+        # Another thread's line writes what the loop holds first, then itself.
+        await asyncio.to_thread(other.warning, "from a thread")
+        log_access({**SCOPE, "path": "/predict/6"}, 200, time.perf_counter())
+
+    asyncio.run(main())
+    logging.getLogger().handlers[0].flush()
+    lines = stream.getvalue().splitlines()
+    paths = [line.split(" path=")[1].split()[0] if " path=" in line else "thread" for line in lines]
+    assert paths == [*(f"/predict/{i}" for i in range(6)), "thread", "/predict/6"]
+
+
+def test_a_line_outside_any_loop_is_written_at_once(stream: _Stream) -> None:
+    logging.getLogger("elsewhere").warning("now")
+    assert stream.getvalue().endswith("now request_id=-\n")
