@@ -51,6 +51,15 @@ class CachedRouteInstrumentator(PrometheusInstrumentatorMiddleware):
             _cache_children(self.inprogress)
         cache_label_children(self.registry)
 
+        self.series = DefaultSeries(self.registry) if self._default_only() else None
+
+    def _default_only(self) -> bool:
+        """Whether its one instrumentation is the library's default, as ``app.main`` sets it."""
+        (only,) = self.instrumentations or (None,)
+        return getattr(only, "__qualname__", "") == "default.<locals>.instrumentation" and not (
+            self.async_instrumentations
+        )
+
     def handler_name(self, scope: Scope, app: object) -> str:
         """The route template a request is counted under (``app``: the FastAPI app, which
         Starlette puts in the scope before this middleware runs)."""
@@ -103,3 +112,45 @@ def _cache_children(metric: object) -> None:
     if hasattr(labels, "cache_info"):  # an app built again in this process: done already
         return
     metric.labels = lru_cache(maxsize=LABELS_CACHE_SIZE)(labels)  # type: ignore[attr-defined]
+
+
+class DefaultSeries:
+    """What the instrumentator's default instrumentation writes for one request, written
+    straight to its metrics: the same five observations (``metrics.default``: requests by
+    method, status and handler; request and response sizes from their ``Content-Length``; the
+    latency without labels and by method and handler) without building its ``Info``, a
+    request's headers and a response object for each request: a third of its cost. Only for
+    the library's default, which the lane's test holds to the middleware's series."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        found: dict[str, Any] = registry._names_to_collectors
+        self._total = found["http_requests_total"]
+        self._in_size = found["http_request_size_bytes"]
+        self._out_size = found["http_response_size_bytes"]
+        self._highr = found["http_request_duration_highr_seconds"]
+        self._lowr = found["http_request_duration_seconds"]
+        self._children = lru_cache(maxsize=LABELS_CACHE_SIZE)(self._children_of)
+
+    def _children_of(self, method: str, handler: str, status: str) -> tuple[Any, Any, Any, Any]:
+        return (
+            self._total.labels(method, status, handler),
+            self._in_size.labels(handler),
+            self._out_size.labels(handler),
+            self._lowr.labels(method, handler),
+        )
+
+    def observe(
+        self,
+        method: str,
+        handler: str,
+        status: int,
+        request_bytes: int,
+        response_bytes: int,
+        seconds: float,
+    ) -> None:
+        total, in_size, out_size, lowr = self._children(method, handler, str(status))
+        total.inc()
+        in_size.observe(request_bytes)
+        out_size.observe(response_bytes)
+        self._highr.observe(seconds)
+        lowr.observe(seconds)

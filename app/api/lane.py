@@ -43,6 +43,7 @@ from app.logs import REQUEST_ID_HEADER, log_access, request_id_of, request_id_va
 from app.serving.routing import routing_key_var
 
 ORIGIN_HEADER = b"origin"
+CONTENT_LENGTH = b"content-length"
 
 
 class PredictLane:
@@ -99,17 +100,33 @@ class PredictLane:
         """The instrumentator's observations, then the access-log line."""
         if inprogress is not None:
             inprogress.dec()
-        info = Info(
-            request=request,
-            response=response,
-            method=request.scope["method"],
-            modified_handler=handler,
-            modified_status=str(status),
-            modified_duration=max(time.perf_counter() - start, 0.0),
-        )
-        for instrumentation in self._metrics.instrumentations:
-            instrumentation(info)
-        log_access(request.scope, status, start)
+        seconds = max(time.perf_counter() - start, 0.0)
+        scope = request.scope
+        series = self._metrics.series
+        if series is not None:
+            raw = response.raw_headers if response is not None else []
+            sizes = _content_length(scope["headers"]), _content_length(raw)
+            series.observe(scope["method"], handler, status, *sizes, seconds)
+        else:
+            info = Info(
+                request=request,
+                response=response,
+                method=scope["method"],
+                modified_handler=handler,
+                modified_status=str(status),
+                modified_duration=seconds,
+            )
+            for instrumentation in self._metrics.instrumentations:
+                instrumentation(info)
+        log_access(scope, status, start)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """``Content-Length`` as the instrumentator reads it (0 without one)."""
+    for key, value in headers:
+        if key == CONTENT_LENGTH:
+            return int(value)
+    return 0
 
 
 def _instrumentator(app: FastAPI) -> CachedRouteInstrumentator:

@@ -160,6 +160,7 @@ def test_the_lane_answers_counts_and_logs_as_the_stack_does(
 ) -> None:
     client = make_client()
     lane = _lane(client)
+    assert lane._metrics.series is not None  # the default instrumentation, written directly
     for case, path, body, headers, status in _bodies(registry):
         got = _seen(client, lane, lines, path, body, headers)
         want = _seen(client, client.app, lines, path, body, headers)
