@@ -110,14 +110,15 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     A line logged on a thread running an event loop (every request's access line) waits in a
     buffer for the end of the loop's current iteration, where all that came meanwhile leave in
     one write: one system call for the many requests a busy loop answers in an iteration
-    instead of one each. A line from any other thread writes the buffer first, then itself, so
-    lines keep their order; ``flush`` (and so ``logging.shutdown`` at exit) writes the buffer.
+    instead of one each. A line from any other thread (or loop) writes the buffer first, then
+    itself, so lines keep their order; ``flush`` (and so ``logging.shutdown`` at exit) writes
+    the buffer.
     """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self._pending: list[str] = []
-        self._scheduled = False
+        self._scheduled: asyncio.AbstractEventLoop | None = None  # the loop that will write
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -126,24 +127,27 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
     def write_line(self, line: str) -> None:
+        loop = asyncio._get_running_loop()
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
-            if self._scheduled:
+            if loop is not None and loop is self._scheduled:
                 return
-            loop = asyncio._get_running_loop()
-            if loop is None:
+            if loop is None or self._scheduled is not None:
+                # Another thread, or a loop that may never run its callback (one that ended).
                 self._write()
+            if loop is None:
                 return
-            self._scheduled = True
-        loop.call_soon(self._end_of_iteration)
+            self._scheduled = loop
+        loop.call_soon(self._end_of_iteration, loop)
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self._write()
 
-    def _end_of_iteration(self) -> None:
+    def _end_of_iteration(self, loop: asyncio.AbstractEventLoop) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._scheduled = False
+            if self._scheduled is loop:
+                self._scheduled = None
             try:
                 self._write()
             except Exception:
