@@ -49,6 +49,7 @@ STAGES: list[tuple[str, Rule]] = [
         _in(
             "prometheus_client/",
             "prometheus_fastapi_instrumentator/",
+            "app/api/instrumentation",
             "app/serving/observer",
             "app/serving/drift",
             "app/serving/confidence",
@@ -65,7 +66,13 @@ STAGES: list[tuple[str, Rule]] = [
     ("encode (JSON answer)", lambda f, file: "app/api/codecs" in file and "encode" in f),
     (
         "batcher, thread hand-off",
-        _in("app/serving/batching", "concurrent/futures", "app/serving/runner", "threading.py"),
+        _in(
+            "app/serving/batching",
+            "app/serving/inline",
+            "concurrent/futures",
+            "app/serving/runner",
+            "threading.py",
+        ),
     ),
     ("handler (route, ids, errors)", _in("app/api/", "app/serving/", "app/results")),
     ("HTTP server, event loop (uvicorn, uvloop)", _in("uvicorn/", "asyncio/", "httptools")),
