@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from app.failure_log import RepeatedFailureLog
 from app.logs import (
     JsonFormatter,
-    RepeatedFailureLog,
     TextFormatter,
     access_log,
     configure_logging,

@@ -19,7 +19,7 @@ import orjson
 
 from app import metrics
 from app.errors import ErrorReason, RequestError, short_repr
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.metrics import OP_FEEDBACK
 from app.monitoring.predlog import PredictionLog
 from app.monitoring.records import (

@@ -30,7 +30,7 @@ import orjson
 
 from app import metrics
 from app.config import Settings
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
 from app.monitoring.records import LogBackend, PredictionRow

@@ -22,7 +22,7 @@ import orjson
 
 from app.config import Settings
 from app.errors import RequestError
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.monitoring.backend import open_backend
 from app.monitoring.feedback import FeedbackItem, judge
 from app.monitoring.predlog import encode_outputs

@@ -31,7 +31,7 @@ import pandas as pd
 from app import metrics
 from app.config import Settings
 from app.errors import clip
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.serving.attribution_counts import VersionAttribution
 from app.serving.contract import Rows, TypedRows, concat, model_input, split_rows
 from app.serving.explain.result import NotExplainableError

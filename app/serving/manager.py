@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app.config import Settings
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.registry.roles import RoleAliases, Roles
 from app.registry.store import ModelNotFoundError, Registry, RegistryError
 from app.serving.companions import Companions, production_role

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.registry.aliases import alias_stack
 
 log = logging.getLogger("app.serving.manager")  # the manager's lines, as before the split

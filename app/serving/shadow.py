@@ -32,7 +32,7 @@ import numpy as np
 
 from app import metrics
 from app.config import Settings
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
 from app.serving.offpath_protocol import HEADER, Report, ShadowLog, Start, Task, Version, frame

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.errors import ErrorReason, RequestError
-from app.logs import RepeatedFailureLog
+from app.failure_log import RepeatedFailureLog
 from app.metrics import OP_FEEDBACK, OP_PREDICTIONS
 from app.monitoring import feedback
 from app.monitoring.feedback import FeedbackItem, submit_feedback
