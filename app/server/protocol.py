@@ -58,17 +58,25 @@ class Lane(Protocol):
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     _deadline: asyncio.TimerHandle | None = None
+    _begun: float | None = None  # when the request whose headers are awaited began
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._arm(self.loop.time())
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Armed only for headers still incomplete when the bytes at hand are parsed: a request
+        # that comes whole (nearly all) never makes a timer.
+        if self._begun is not None and self._deadline is None:
+            self._arm(self._begun)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:
-            self._arm()
+        self._begun = self.loop.time()
 
     def on_headers_complete(self) -> None:
+        self._begun = None
         self._disarm()
         super().on_headers_complete()
         if self.cycle is not None and type(self.cycle) is not OneWriteCycle:
@@ -90,9 +98,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _arm(self, since: float) -> None:
+        """The deadline ``header_timeout_s`` after ``since`` (the loop's clock)."""
         timeout_s = float(self.app_state.get("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S))
-        self._deadline = self.loop.call_later(timeout_s, self._expired, timeout_s)
+        self._deadline = self.loop.call_at(since + timeout_s, self._expired, timeout_s)
 
     def _disarm(self) -> None:
         if self._deadline is not None:

@@ -23,7 +23,7 @@ def _connect(port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _read_status(sock: socket.socket) -> tuple[int, bytes]:
+def read_status(sock: socket.socket) -> tuple[int, bytes]:
     """Status code and raw bytes of the response; 0 when the server closed without one."""
     data = b""
     try:
@@ -72,7 +72,7 @@ def send_streaming(
                 sock.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server refused and closed: what we want; read its answer
-        status, raw = _read_status(sock)
+        status, raw = read_status(sock)
     return status, raw, sent
 
 
@@ -114,5 +114,5 @@ def trickle_on(
         time.sleep(interval)
     sock.setblocking(True)
     sock.settimeout(max(1.0, limit_s - (time.monotonic() - start)))
-    status, raw = _read_status(sock)
+    status, raw = read_status(sock)
     return status, raw, time.monotonic() - start

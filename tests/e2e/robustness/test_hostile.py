@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.hostile import MB, connected, rss_bytes, send_streaming, trickle, trickle_on
+from tests.helpers.hostile import (
+    MB,
+    connected,
+    read_status,
+    rss_bytes,
+    send_streaming,
+    trickle,
+    trickle_on,
+)
 from tests.helpers.support import Server
 
 BODY_TIMEOUT_S = 2.0
@@ -216,6 +224,28 @@ def test_trickled_headers_are_refused_408_at_the_deadline(
     assert status == 408 and error["type"] == "header_timeout" and error["field"] == "headers"
     assert HEADER_TIMEOUT_S - 0.5 <= took < HEADER_TIMEOUT_S + 10
     assert growth < 20 * MB
+
+
+def test_trickled_headers_of_a_keep_alive_connections_next_request_get_408(
+    hostile_server: tuple[Server, list[str]], example: list[float]
+) -> None:
+    """The deadline runs from the first byte of each request, not only a connection's first:
+    after a prompt request and its answer, the next one's trickled headers get 408 too."""
+    server, _ = hostile_server
+
+    def attack() -> tuple[int, dict[str, Any]]:
+        with connected(server.port, timeout=HEADER_TIMEOUT_S + 20) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            first, _ = read_status(sock)
+            assert first == 200
+            time.sleep(HEADER_TIMEOUT_S / 2)  # idle between requests: not the headers' time
+            head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+            status, raw, _ = trickle_on(sock, head, interval=0.05, limit_s=HEADER_TIMEOUT_S + 20)
+        return status, _json(status, raw)
+
+    status, error, took, _ = _checked(server, example, attack)
+    assert status == 408 and error["type"] == "header_timeout"
+    assert HEADER_TIMEOUT_S - 0.5 + HEADER_TIMEOUT_S / 2 <= took < HEADER_TIMEOUT_S + 10
 
 
 def test_idle_connection_is_closed_at_the_header_deadline(
