@@ -14,7 +14,8 @@ does, in one coroutine, what those layers do for such a request:
 - ``codecs.v1.handle``, as ``PredictFastPath`` calls it, a ``RequestError`` as its JSON error;
 - the access-log line (``app.logs``);
 - an unexpected exception: status 500 counted and logged, Starlette's plain
-  ``Internal Server Error`` sent, the exception raised on for uvicorn to log, as the stack does.
+  ``Internal Server Error`` sent, the exception raised on for uvicorn to log, as the stack does
+  (a cancelled request is counted and logged as 500 too, and nothing is sent).
 
 The other layers do nothing for these requests: the proxy-headers rewrite changes the client
 address, which no part of a prediction reads, FastAPI's telemetry is off and its body limit is
@@ -76,10 +77,11 @@ class PredictLane:
                 response = await v1.handle(request, self._services, name)
             except RequestError as exc:
                 response = render(exc)
-        except Exception:
+        except BaseException as exc:  # counted and logged as 500 even when cancelled
             self._done(request, None, handler, 500, start, inprogress)
             request_id_var.reset(token)
-            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            if isinstance(exc, Exception):
+                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
             raise
         response.raw_headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
         try:

@@ -7,6 +7,7 @@ whose ``PredictFastPath`` answers it), and everything a user sees is compared.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -249,3 +250,32 @@ def test_a_cross_origin_request_goes_through_cors(make_client: Callable[..., Tes
     assert lane.pick(scope) is None
     plain = _lane(make_client())  # no CORS configured: nothing to add, the lane takes it
     assert plain.pick(scope) is plain
+
+
+def test_a_cancelled_request_leaves_nothing_in_progress_and_is_logged_as_the_stack_logs_it(
+    make_client: Callable[..., TestClient],
+    lines: _Lines,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: Registry,
+) -> None:
+    client = make_client()
+    body = orjson.dumps({"instances": [_row(registry)]})
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    async def cancelled(*_: Any, **__: Any) -> None:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(services.inference, "predict", cancelled)
+    seen = []
+    for app in (_lane(client), client.app):
+        sent: list[Message] = []
+        before, logged = _samples(), len(lines.lines)
+        with pytest.raises(BaseException) as raised:
+            _send(client, app, _scope(client, "/predict", body, []), body, sent)
+        assert "Cancelled" in type(raised.value).__name__
+        seen.append((sent, _delta(before, _samples()), lines.lines[logged:]))
+    (lane_sent, lane_metrics, lane_lines), (stack_sent, stack_metrics, stack_lines) = seen
+    assert lane_sent == stack_sent == []
+    assert lane_metrics == stack_metrics and lane_metrics  # in progress back to 0, a 500 counted
+    assert [line["status"] for line in lane_lines] == [line["status"] for line in stack_lines]
+    assert [line["status"] for line in lane_lines] == [500]
