@@ -60,11 +60,11 @@ class Settings(BaseSettings):
         "default, every core. One leaves the cores to the event loop and the other workers.",
     )
     inline_max_ms: float = Field(
-        1.0,
+        5.0,
         ge=0,
         description="A compiled scorer's model call (compiled-trees, one-pass-linear) runs on "
         "the event loop, without the inference thread's hop, when its recent calls predict it "
-        "takes under this many milliseconds; 0: every call in the inference thread.",
+        "takes under this many milliseconds of CPU; 0: every call in the inference thread.",
     )
     request_timeout_s: float = Field(
         10.0, gt=0, description="Longest a prediction may take before 504."

@@ -7,12 +7,14 @@ and the hop costs more than the call. Going there and back takes a future, a thr
 two GIL hand-overs and a wake-up of the loop: about 30 µs of CPU a request against the bench
 logistic model's 6 µs call, and while the loop waits for the GIL the sockets wait too.
 
-Such a call runs on the loop when it is expected to take under ``MODELSERVE_INLINE_MAX_MS``:
-the seconds per row of this model's recent calls (wherever they ran) times the rows to score.
-A call's fixed cost makes this over-estimate bigger batches, so a batch too big to be sure of
-goes to the thread. The first calls, and any other model (scikit-learn's own code, which may
-release the GIL, run OpenMP threads or take arbitrarily long), go to the thread, where the
-request timeout keeps applying.
+Such a call runs on the loop when it is expected to take under ``MODELSERVE_INLINE_MAX_MS``
+(5 ms, the interpreter's switch interval: about as long as a GIL-bound call in the thread can
+hold the loop off anyway): the CPU seconds per row of this model's recent calls (wherever they
+ran; waiting for the GIL is not counted) times the rows to score. A call's fixed cost makes
+this over-estimate bigger batches, so a batch too big to be sure of goes to the thread. The
+first calls, and any other model (scikit-learn's own code, which may release the GIL, run
+OpenMP threads or take arbitrarily long), go to the thread, where the request timeout keeps
+applying.
 """
 
 from __future__ import annotations
