@@ -1,11 +1,13 @@
-"""Serve the predict routes without FastAPI's router: the hot path of the service.
+"""Serve the predict routes without FastAPI's router, inside the middleware stack.
 
 Routing, dependency solving, the request/response wrapper and the exception middleware cost
 more per request than parsing, scoring and encoding one row together. This pure-ASGI layer
 sits inside the request-id, logging and Prometheus middlewares (so every request is still
 logged and counted under its route template) and answers ``POST /predict`` and
 ``POST /v1/models/{name}:predict`` with the same ``codecs.v1.handle`` the FastAPI routes
-call; those routes stay registered for OpenAPI and for anything this layer passes on.
+call; those routes stay registered for OpenAPI and for anything this layer passes on. Under
+``modelserve serve`` these requests do not reach the stack at all: the server's protocol gives
+them to ``app.api.lane``, which uses ``predict_target`` and ``routing_key`` from here.
 """
 
 from __future__ import annotations
