@@ -45,6 +45,7 @@ from app.serving.routing import routing_key_var
 
 ORIGIN_HEADER = b"origin"
 CONTENT_LENGTH = b"content-length"
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 class PredictLane:
@@ -74,26 +75,29 @@ class PredictLane:
         try:
             name = predict_target(scope["method"], scope["path"], self._default_model) or ""
             try:
-                response = await v1.handle(request, self._services, name)
+                body = await v1.answer(request, self._services, name)
+                status, headers = 200, [(CONTENT_LENGTH, str(len(body)).encode()), JSON_TYPE]
             except RequestError as exc:
-                response = render(exc)
+                error = render(exc)
+                status, headers, body = error.status_code, error.raw_headers, bytes(error.body)
         except BaseException as exc:  # counted and logged as 500 even when cancelled
             self._done(request, None, handler, 500, start, inprogress)
             request_id_var.reset(token)
             if isinstance(exc, Exception):
                 await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
             raise
-        response.raw_headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
-        try:
-            await response(scope, receive, send)
+        headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+        try:  # what a starlette Response sends, without making one
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         finally:
-            self._done(request, response, handler, response.status_code, start, inprogress)
+            self._done(request, (status, headers, body), handler, status, start, inprogress)
             request_id_var.reset(token)
 
     def _done(
         self,
         request: Request,
-        response: Response | None,
+        sent: tuple[int, list[tuple[bytes, bytes]], bytes] | None,
         handler: str,
         status: int,
         start: float,
@@ -106,13 +110,13 @@ class PredictLane:
         scope = request.scope
         series = self._metrics.series
         if series is not None:
-            raw = response.raw_headers if response is not None else []
+            raw = sent[1] if sent is not None else []
             sizes = _content_length(scope["headers"]), _content_length(raw)
             series.observe(scope["method"], handler, status, *sizes, seconds)
         else:
             info = Info(
                 request=request,
-                response=response,
+                response=_response(sent),
                 method=scope["method"],
                 modified_handler=handler,
                 modified_status=str(status),
@@ -121,6 +125,15 @@ class PredictLane:
             for instrumentation in self._metrics.instrumentations:
                 instrumentation(info)
         log_access(scope, status, start)
+
+
+def _response(sent: tuple[int, list[tuple[bytes, bytes]], bytes] | None) -> Response | None:
+    """What was sent as the starlette Response an instrumentation function reads."""
+    if sent is None:
+        return None
+    response = Response(sent[2], status_code=sent[0])
+    response.raw_headers = list(sent[1])
+    return response
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:

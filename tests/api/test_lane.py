@@ -156,12 +156,19 @@ def _bodies(registry: Registry) -> list[tuple[str, str, bytes, list[Any], int]]:
     ]
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["series written directly", "via Info"])
 def test_the_lane_answers_counts_and_logs_as_the_stack_does(
-    make_client: Callable[..., TestClient], lines: _Lines, registry: Registry
+    make_client: Callable[..., TestClient],
+    lines: _Lines,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    direct: bool,
 ) -> None:
     client = make_client()
     lane = _lane(client)
     assert lane._metrics.series is not None  # the default instrumentation, written directly
+    if not direct:  # as with any other instrumentation: its own functions, given an Info
+        monkeypatch.setattr(lane._metrics, "series", None)
     for case, path, body, headers, status in _bodies(registry):
         got = _seen(client, lane, lines, path, body, headers)
         want = _seen(client, client.app, lines, path, body, headers)

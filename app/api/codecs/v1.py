@@ -81,6 +81,11 @@ def encode(result: InferenceResult) -> bytes:
 
 async def handle(request: Request, services: Services, name: str) -> Response:
     """One /predict or /v1 request: route, decode, predict, encode."""
+    return Response(await answer(request, services, name), media_type="application/json")
+
+
+async def answer(request: Request, services: Services, name: str) -> bytes:
+    """``handle``'s JSON body (the lane sends it itself)."""
     settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
     route = await inference.route(name, None, trace)
@@ -88,4 +93,4 @@ async def handle(request: Request, services: Services, name: str) -> Response:
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         rows = decode_instances(decode_json(body), route.serves.contract, settings.max_batch)
     result = await inference.predict(route, rows, trace)
-    return Response(encode(result), media_type="application/json")
+    return encode(result)
