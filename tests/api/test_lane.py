@@ -197,31 +197,42 @@ def test_a_body_over_the_limit_is_refused_by_both_alike(
     assert got[1] == want[1]
 
 
-def test_an_unexpected_error_is_a_plain_500_counted_logged_and_raised(
+@pytest.mark.parametrize(
+    ("failure", "answer"),
+    [(RuntimeError("a bug"), b"Internal Server Error"), (asyncio.CancelledError(), None)],
+    ids=["an unexpected error: a plain 500 sent", "cancelled: nothing sent"],
+)
+def test_a_failed_request_is_counted_and_logged_as_500_and_raised_as_the_stack_does(
     make_client: Callable[..., TestClient],
     lines: _Lines,
     monkeypatch: pytest.MonkeyPatch,
     registry: Registry,
+    failure: BaseException,
+    answer: bytes | None,
 ) -> None:
     client = make_client()
     body = orjson.dumps({"instances": [_row(registry)]})
     services = client.app.state.services  # type: ignore[attr-defined]
 
-    async def broken(*_: Any, **__: Any) -> None:
-        raise RuntimeError("a bug")
+    async def failing(*_: Any, **__: Any) -> None:
+        raise failure
 
-    monkeypatch.setattr(services.inference, "predict", broken)
+    monkeypatch.setattr(services.inference, "predict", failing)
     seen = []
     for app in (_lane(client), client.app):
         sent: list[Message] = []
         before, logged = _samples(), len(lines.lines)
-        with pytest.raises(RuntimeError, match="a bug"):
+        with pytest.raises(BaseException) as raised:
             _send(client, app, _scope(client, "/predict", body, []), body, sent)
+        assert type(raised.value).__name__.endswith(type(failure).__name__)
         seen.append((sent, _delta(before, _samples()), lines.lines[logged:]))
     (lane_sent, lane_metrics, lane_lines), (stack_sent, stack_metrics, stack_lines) = seen
-    assert lane_sent[0]["status"] == stack_sent[0]["status"] == 500
-    assert lane_sent[1]["body"] == stack_sent[1]["body"] == b"Internal Server Error"
-    assert lane_metrics == stack_metrics and lane_metrics
+    if answer is None:
+        assert lane_sent == stack_sent == []
+    else:
+        assert lane_sent[0]["status"] == stack_sent[0]["status"] == 500
+        assert lane_sent[1]["body"] == stack_sent[1]["body"] == answer
+    assert lane_metrics == stack_metrics and lane_metrics  # in progress back to 0, a 500 counted
     assert [line["status"] for line in lane_lines] == [line["status"] for line in stack_lines]
     assert [line["status"] for line in lane_lines] == [500]
     assert request_id_var.get() == "-"
@@ -257,32 +268,3 @@ def test_a_cross_origin_request_goes_through_cors(make_client: Callable[..., Tes
     assert lane.pick(scope) is None
     plain = _lane(make_client())  # no CORS configured: nothing to add, the lane takes it
     assert plain.pick(scope) is plain
-
-
-def test_a_cancelled_request_leaves_nothing_in_progress_and_is_logged_as_the_stack_logs_it(
-    make_client: Callable[..., TestClient],
-    lines: _Lines,
-    monkeypatch: pytest.MonkeyPatch,
-    registry: Registry,
-) -> None:
-    client = make_client()
-    body = orjson.dumps({"instances": [_row(registry)]})
-    services = client.app.state.services  # type: ignore[attr-defined]
-
-    async def cancelled(*_: Any, **__: Any) -> None:
-        raise asyncio.CancelledError
-
-    monkeypatch.setattr(services.inference, "predict", cancelled)
-    seen = []
-    for app in (_lane(client), client.app):
-        sent: list[Message] = []
-        before, logged = _samples(), len(lines.lines)
-        with pytest.raises(BaseException) as raised:
-            _send(client, app, _scope(client, "/predict", body, []), body, sent)
-        assert "Cancelled" in type(raised.value).__name__
-        seen.append((sent, _delta(before, _samples()), lines.lines[logged:]))
-    (lane_sent, lane_metrics, lane_lines), (stack_sent, stack_metrics, stack_lines) = seen
-    assert lane_sent == stack_sent == []
-    assert lane_metrics == stack_metrics and lane_metrics  # in progress back to 0, a 500 counted
-    assert [line["status"] for line in lane_lines] == [line["status"] for line in stack_lines]
-    assert [line["status"] for line in lane_lines] == [500]
