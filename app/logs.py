@@ -176,7 +176,8 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
 def _direct_handler() -> LineHandler | None:
     """The handler an access line can be written to without a log record: the one
     ``configure_logging`` installed, alone, with nothing between it and the access logger
-    (no other handler, no filter, level enabled); else None (the ``logging`` path)."""
+    (no other handler, no filter, level enabled) and formatting with one of ours; else None
+    (the ``logging`` path)."""
     if not access_log.isEnabledFor(logging.INFO) or access_log.filters or access_log.handlers:
         return None
     logger = access_log.parent
@@ -188,6 +189,8 @@ def _direct_handler() -> LineHandler | None:
         return None
     handler = logger.handlers[0]
     if type(handler) is not LineHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    if not isinstance(handler.formatter, TextFormatter | JsonFormatter):
         return None
     return handler
 
@@ -222,10 +225,7 @@ def log_access(scope: Scope, status: int, start: float) -> None:
     if handler is None:
         access_log.info("request", extra=extra)
         return
-    formatter = handler.formatter
-    if not isinstance(formatter, TextFormatter | JsonFormatter):
-        access_log.info("request", extra=extra)
-        return
+    formatter: TextFormatter | JsonFormatter = handler.formatter  # type: ignore[assignment]
     try:
         line = formatter.line(time.time(), "INFO", access_log.name, "request", extra)
         handler.write_line(line)
