@@ -26,6 +26,7 @@ is configured, still goes through the stack for its headers, as does every other
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -57,14 +58,16 @@ class PredictLane:
         self._metrics = _instrumentator(app)
 
     def pick(self, scope: Scope) -> ASGIApp | None:
-        """This lane for a predict request, None for the stack."""
-        if predict_target(scope["method"], scope["path"], self._default_model) is None:
+        """The lane's answer for a predict request (for the model it names), None for the
+        stack."""
+        name = predict_target(scope["method"], scope["path"], self._default_model)
+        if name is None:
             return None
         if self._cors and any(k == ORIGIN_HEADER for k, _ in scope["headers"]):
             return None
-        return self
+        return partial(self.answer, name)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
@@ -73,7 +76,6 @@ class PredictLane:
         handler = self._metrics.handler_name(scope, self._app)
         inprogress = self._metrics.inprogress_child(scope["method"], handler)
         try:
-            name = predict_target(scope["method"], scope["path"], self._default_model) or ""
             try:
                 body = await v1.answer(request, self._services, name)
                 status, headers = 200, [(CONTENT_LENGTH, str(len(body)).encode()), JSON_TYPE]
