@@ -118,6 +118,12 @@ class ScorerProcess:
                 proc.kill()
             await proc.wait()
             raise RuntimeError(f"the off-path scorer did not start: {exc!r}") from None
+        except asyncio.CancelledError:
+            # The server stopped while it started: not ours yet to close, so it would outlive
+            # us waiting for hops. The child watcher reaps it.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
         log.info("off-path scorer started", extra={"pid": proc.pid})
         return proc
 

@@ -4,6 +4,8 @@ and a scorer that dies is replaced while production keeps answering."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -277,6 +279,40 @@ def test_a_stuck_scorer_is_killed_and_counted(
         assert wait_total(scrape, agreement, labels, agreed0 + 5) == agreed0 + 5
         assert _scorer_pids() not in ([], [pid]), "a new scorer took over"
     assert _scorer_pids() == []
+
+
+def test_a_scorer_still_starting_when_the_server_stops_does_not_outlive_it(
+    tmp_path: Path,
+) -> None:
+    """Shutdown cancels the shadow queue's hop; if that hop was starting the scorer (imports
+    and loading take seconds on a busy host), the half-started scorer is killed, not left to
+    finish starting and linger. Here it is held still (SIGSTOP) mid-start, so it could only
+    go by being killed."""
+    X, y, _ = iris()
+    settings, _ = _served(tmp_path, LogisticRegression(max_iter=500).fit(X, y))
+
+    async def stop_while_starting() -> list[int]:
+        scorer = ScorerProcess(settings.registry, settings)
+        hop = asyncio.ensure_future(scorer.score([]))
+        while not (started := _scorer_pids()):
+            await asyncio.sleep(0.005)
+        os.kill(started[0], signal.SIGSTOP)
+        await asyncio.sleep(0.1)
+        assert not hop.done(), "still starting"
+        hop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hop
+        await scorer.close()
+        deadline = time.monotonic() + 10
+        while _scorer_pids() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return _scorer_pids()
+
+    try:
+        assert asyncio.run(stop_while_starting()) == []
+    finally:
+        for pid in _scorer_pids():
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_shadow_rows_the_log_refuses_are_counted_and_production_is_logged(
