@@ -8,7 +8,9 @@ c=1, 16 and 64 for the three models, profiles where a request's time goes at c=1
 protocol table (``bench/protocols.py``: JSON, binary tensors, gRPC; needs h2load) and the
 shadow on/off check (``bench/shadow.py``, logistic at c=16), what explaining costs
 (``bench/explain.py``: /predict with attribution monitoring on and off, ``:explain`` at c=1
-and 16 per model; with all three models) and prints a markdown table.
+and 16 per model; with all three models) and prints a markdown table. The code issue #27 was
+filed on is served too, one process, from a checkout of its commit (``bench/before.py``;
+``--before ''`` leaves it out): that issue's targets are multiples of its req/s.
 ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma list of logistic,
 forest, mixed) benches only some models, without the overload check unless the forest is
 among them.
@@ -22,10 +24,12 @@ import os
 import platform
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import before
 from bench.explain import explain_runs, predict_runs
 from bench.explain import report as explain_report
 from bench.models import (
@@ -43,6 +47,7 @@ from bench.protocols import report as protocol_report
 from bench.servers import (
     BenchServer,
     WrkResult,
+    cell,
     overload_check,
     write_body,
     write_records_body,
@@ -62,12 +67,6 @@ KINDS = {
     FOREST: "RandomForest(200)",
     MIXED: "Mixed (OHE+HGB, 8 cols)",
 }
-
-
-def _cell(r: WrkResult | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r.rps:,.0f} ({r.p50_ms:.2f} / {r.p99_ms:.1f})"
 
 
 def _kind(model: str) -> str:
@@ -107,6 +106,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--before",
+        default=before.FILED_ON,
+        help="also serve this commit's code, one process (default: issue #27's start; '' not)",
+    )
     parser.add_argument("--shadow-only", action="store_true", help="only the shadow on/off check")
     parser.add_argument(
         "--protocols-only",
@@ -151,18 +155,21 @@ def main() -> None:
         print("\n".join(shadow_check(work, registry, body, shadow_seconds).report()))
         return
     results: dict[tuple[str, str, int], WrkResult] = {}
-    for server in SERVERS:
-        # modelserve serves every model from one server; the baseline serves one model each.
-        groups = [models] if server != "baseline" else [[m] for m in models]
-        for group in groups:
-            with BenchServer.start(server, work, registry.root, group[0]) as srv:
-                for model in group:
-                    url = srv.url + srv.predict_path(model)
-                    wrk(url, bodies[model], 16, args.warmup)
-                    for c in CONCURRENCY:
-                        result = wrk(url, bodies[model], c, args.duration)
-                        results[(server, model, c)] = result
-                        print(f"{server} {model} c={c}: {result}", file=sys.stderr)
+    with before.checkout(args.before, work) if args.before else nullcontext() as old:
+        servers = SERVERS if old is None else (*SERVERS, before.KIND)
+        for server in servers:
+            # modelserve serves every model from one server; the baseline serves one model each.
+            groups = [models] if server != "baseline" else [[m] for m in models]
+            repo = old if server == before.KIND else None
+            for group in groups:
+                with BenchServer.start(server, work, registry.root, group[0], repo=repo) as srv:
+                    for model in group:
+                        url = srv.url + srv.predict_path(model)
+                        wrk(url, bodies[model], 16, args.warmup)
+                        for c in CONCURRENCY:
+                            result = wrk(url, bodies[model], c, args.duration)
+                            results[(server, model, c)] = result
+                            print(f"{server} {model} c={c}: {result}", file=sys.stderr)
     stages = stage_profiles(work, registry.root, {m: bodies[m] for m in models}, args.duration)
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
@@ -193,8 +200,8 @@ def main() -> None:
             one = results.get(("modelserve", model, c))
             two = results.get(("modelserve-w2", model, c))
             lines.append(
-                f"| {kind} | {c} | {_cell(base)} | {_cell(one)} | {ratio(one, base)} "
-                f"| {_cell(two)} | {ratio(two, base)} |"
+                f"| {kind} | {c} | {cell(base)} | {cell(one)} | {ratio(one, base)} "
+                f"| {cell(two)} | {ratio(two, base)} |"
             )
     lines += [
         "",
@@ -225,6 +232,7 @@ def main() -> None:
         "",
         *stage_table(stages),
         "",
+        *before.speedups(results, models, KINDS),
         "Targets (one process):",
         "",
         *targets(results, floors, overload, models),

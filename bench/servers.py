@@ -70,6 +70,13 @@ class WrkResult:
         )
 
 
+def cell(r: WrkResult | None) -> str:
+    """A table cell: req/s (p50 ms / p99 ms), or "-" for a run that did not happen."""
+    if r is None:
+        return "-"
+    return f"{r.rps:,.0f} ({r.p50_ms:.2f} / {r.p99_ms:.1f})"
+
+
 def write_body(path: Path, rows: Any) -> Path:
     path.write_bytes(orjson.dumps({"instances": rows.tolist()}))
     return path
