@@ -11,7 +11,8 @@ does, in one coroutine, what those layers do for such a request:
 - the request id (``X-Request-ID`` taken or made, echoed, in the log context);
 - the instrumentator's in-progress gauge and its own instrumentation functions, under the
   route template its middleware names (``app.api.instrumentation``), on the same metrics;
-- ``codecs.v1.handle``, as ``PredictFastPath`` calls it, a ``RequestError`` as its JSON error;
+- ``codecs.v1.handle``, as ``PredictFastPath`` calls it, a ``RequestError`` as its JSON error
+  (a body that came whole with the headers is read without a deadline: nothing to wait for);
 - the access-log line (``app.logs``);
 - an unexpected exception: status 500 counted and logged, Starlette's plain
   ``Internal Server Error`` sent, the exception raised on for uvicorn to log, as the stack does
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator.metrics import Info
@@ -49,6 +50,12 @@ CONTENT_LENGTH = b"content-length"
 JSON_TYPE = (b"content-type", b"application/json")
 
 
+class Arrival(Protocol):
+    """The server's state of the request (uvicorn's ``RequestResponseCycle``)."""
+
+    more_body: bool  # False once the whole body has arrived
+
+
 class PredictLane:
     def __init__(self, app: FastAPI, services: Services) -> None:
         self._app = app
@@ -57,7 +64,7 @@ class PredictLane:
         self._cors = bool(services.settings.cors_origins)
         self._metrics = _instrumentator(app)
 
-    def pick(self, scope: Scope) -> ASGIApp | None:
+    def pick(self, scope: Scope, arrival: Arrival) -> ASGIApp | None:
         """The lane's answer for a predict request (for the model it names), None for the
         stack."""
         name = predict_target(scope["method"], scope["path"], self._default_model)
@@ -65,10 +72,13 @@ class PredictLane:
             return None
         if self._cors and any(k == ORIGIN_HEADER for k, _ in scope["headers"]):
             return None
-        return partial(self.answer, name)
+        return partial(self.answer, name, arrival)
 
-    async def answer(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(
+        self, name: str, arrival: Arrival, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         start = time.perf_counter()
+        body_here = not arrival.more_body  # it came with the headers: no deadline to keep
         request_id = request_id_of(scope["headers"])
         token = request_id_var.set(request_id)
         routing_key_var.set(routing_key(scope["headers"]))
@@ -77,7 +87,7 @@ class PredictLane:
         inprogress = self._metrics.inprogress_child(scope["method"], handler)
         try:
             try:
-                body = await v1.answer(request, self._services, name)
+                body = await v1.answer(request, self._services, name, body_here)
                 status, headers = 200, [(CONTENT_LENGTH, str(len(body)).encode()), JSON_TYPE]
             except RequestError as exc:
                 error = render(exc)

@@ -52,8 +52,9 @@ def _timeout_response(timeout_s: float) -> bytes:
 
 
 class Lane(Protocol):
-    def pick(self, scope: Scope) -> ASGI3Application | None:
-        """The app that answers this request in place of the whole app, or None."""
+    def pick(self, scope: Scope, cycle: RequestResponseCycle) -> ASGI3Application | None:
+        """The app that answers this request (``cycle``'s) in place of the whole app, or
+        None."""
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -91,7 +92,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if app is self.app:  # not uvicorn's 503 past its concurrency limit
             lane: Lane | None = self.app_state.get(PREDICT_LANE)
             if lane is not None:
-                app = lane.pick(cycle.scope) or app
+                app = lane.pick(cycle.scope, cycle) or app
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -91,15 +91,21 @@ class MicroBatcher:
 
     async def submit(self, rows: Rows) -> BatchResult:
         """Score ``rows`` (one request) as part of whatever batch is forming."""
+        return await self.enqueue(rows)
+
+    def enqueue(self, rows: Rows) -> asyncio.Future[BatchResult]:
+        """Queue ``rows`` (one request) for whatever batch is forming: the future of its result
+        (cancel it, or fail it, to give up: the batch leaves it out)."""
+        loop = asyncio.get_running_loop()
         if self._consumer is None:
-            self._consumer = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+            self._consumer = loop.create_task(self._run())
+        future: asyncio.Future[BatchResult] = loop.create_future()
         try:
             self._queue.put_nowait(_Pending(rows, future))
         except asyncio.QueueFull:
             raise QueueFullError from None
         self._on_depth(self._queue.qsize())
-        return await future
+        return future
 
     async def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop the consumer."""

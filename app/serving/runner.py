@@ -132,6 +132,10 @@ class ServedModel:
         """The served call: batched with other requests, observed."""
         return await self._batcher.submit(rows)
 
+    def enqueue(self, rows: Rows) -> asyncio.Future[BatchResult]:
+        """``predict``'s call queued: the future of its result."""
+        return self._batcher.enqueue(rows)
+
     def score(self, rows: Rows) -> BatchResult:
         """One model call in the calling thread, outside the batcher and the served metrics."""
         return self._score(rows)

@@ -3,8 +3,9 @@
 A codec (``app.api.codecs``, the CLI) makes three plain calls on ``Inference``: ``route()``
 resolves the model (and a pinned version) and picks the answering version; the codec decodes
 the body with that version's ``InputContract`` inside ``decoding(route)``; ``predict()`` scores
-the rows through the model's batcher under the request timeout, mints one prediction id per
-row, hands the result and rows to the prediction log and returns a typed result. Every refusal
+the rows through the model's batcher under the request timeout (``app.serving.deadlines``),
+mints one prediction id per row, hands the result and rows to the prediction log and returns a
+typed result. Every refusal
 on the way is a ``RequestError`` counted once in ``modelserve_prediction_errors_total``.
 
 A request for a model's production alias may be answered by its canary instead
@@ -16,7 +17,6 @@ A sampled share of the answered rows is explained after the answer (``app.servin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -32,6 +32,7 @@ from app.results import InferenceResult
 from app.serving.attribution import Attribution
 from app.serving.batching import BatchResult, QueueFullError
 from app.serving.contract import ModelInput, Rows, TypedRows, model_input
+from app.serving.deadlines import Deadlines
 from app.serving.manager import ModelManager, ModelNotReadyError
 from app.serving.offpath_protocol import ShadowLog
 from app.serving.routing import current_key, to_canary
@@ -97,6 +98,7 @@ class Inference:
         self.models = models
         self.sink = sink
         self.timeout_s = timeout_s
+        self._deadlines = Deadlines(timeout_s)
         self.attribution = attribution
         self.shadow = ShadowQueue(
             shadow_log, models.registry.root, models.settings, max_jobs=shadow_queue_size
@@ -164,6 +166,7 @@ class Inference:
         if self.attribution is not None:
             self.attribution.close()
         await self.shadow.close()
+        self._deadlines.close()
 
     async def resolve(self, name: str, version: str | None = None) -> ServedModel:
         """The served version of ``name``, or the registry version pinned by the caller."""
@@ -184,8 +187,9 @@ class Inference:
     async def score(self, served: ServedModel, rows: Rows) -> InferenceResult:
         """Score validated rows through the model's batcher, then log them under new ids."""
         try:
-            async with asyncio.timeout(self.timeout_s):  # unlike wait_for, no task per request
-                result = await served.predict(rows)
+            answered = served.enqueue(rows)
+            self._deadlines.watch(answered)
+            result = await answered
         except QueueFullError:
             metrics.REQUESTS_REJECTED.labels(served.name).inc()
             message = f"model {served.name!r} is at capacity; retry shortly"

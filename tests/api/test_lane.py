@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ from app.logs import request_id_var
 from app.registry.store import Registry
 from app.server.protocol import PREDICT_LANE
 from tests.helpers.app_factory import HTTP_METRICS
+
+WHOLE = SimpleNamespace(more_body=False)  # the request's body came with its headers
 
 MODEL = "breast-cancer"
 NAMES = {m.removesuffix("_total") for m in HTTP_METRICS}
@@ -103,7 +106,7 @@ def _send(
         sent.append(message)
 
     if isinstance(app, PredictLane):  # as the protocol asks it
-        app = app.pick(scope)
+        app = app.pick(scope, WHOLE)
         assert app is not None
 
     async def run() -> None:
@@ -261,14 +264,42 @@ def test_the_lane_takes_the_predict_routes_only(
 ) -> None:
     lane = _lane(make_client())
     scope = {"type": "http", "method": method, "path": path, "headers": []}
-    assert (lane.pick(scope) is not None) is taken
+    assert (lane.pick(scope, WHOLE) is not None) is taken
 
 
 def test_a_cross_origin_request_goes_through_cors(make_client: Callable[..., TestClient]) -> None:
     lane = _lane(make_client(cors_origins=["https://app.example"]))
     scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
-    assert lane.pick(scope) is not None
+    assert lane.pick(scope, WHOLE) is not None
     scope["headers"] = [(b"origin", b"https://app.example")]
-    assert lane.pick(scope) is None
+    assert lane.pick(scope, WHOLE) is None
     plain = _lane(make_client())  # no CORS configured: nothing to add, the lane takes it
-    assert plain.pick(scope) is not None
+    assert plain.pick(scope, WHOLE) is not None
+
+
+def test_a_body_still_arriving_is_read_under_the_deadline(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """A body that had not all come with the headers is waited for at most
+    ``MODELSERVE_BODY_TIMEOUT_S``, then refused 408 (a whole body needs no deadline)."""
+    client = make_client(body_timeout_s=0.3)
+    body = orjson.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]})
+    scope = _scope(client, "/predict", body, [])
+    answer: Any = _lane(client).pick(scope, SimpleNamespace(more_body=True))
+    assert answer is not None
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await asyncio.sleep(3600)  # the rest of the body never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        await answer(scope, receive, send)
+
+    assert client.portal is not None
+    client.portal.call(run)
+    assert sent[0]["status"] == 408
+    assert orjson.loads(sent[1]["body"])["error"]["type"] == "body_timeout"

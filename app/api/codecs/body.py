@@ -15,16 +15,19 @@ from app.errors import ErrorReason, RequestError
 log = logging.getLogger(__name__)
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float | None) -> bytes:
     """The request body, refusing anything over ``limit`` bytes without reading it all.
 
     A body that is not complete within ``timeout_s`` (a slow-loris client trickling bytes)
     is refused and the connection closed, so it cannot hold a worker's memory or a connection
-    slot indefinitely. A client that hangs up before the end is ``client_disconnected``: the
+    slot indefinitely. None: the server has the whole body already (nothing to wait for, so no
+    timer). A client that hangs up before the end is ``client_disconnected``: the
     server did nothing wrong, so it is status 499 in the access log and the HTTP metrics (a
     response nobody receives: uvicorn drops it), never a 500 in the error ratio.
     """
     try:
+        if timeout_s is None:
+            return await _read_limited(request, limit)
         async with asyncio.timeout(timeout_s):
             return await _read_limited(request, limit)
     except ClientDisconnect:

@@ -84,13 +84,15 @@ async def handle(request: Request, services: Services, name: str) -> Response:
     return Response(await answer(request, services, name), media_type="application/json")
 
 
-async def answer(request: Request, services: Services, name: str) -> bytes:
-    """``handle``'s JSON body (the lane sends it itself)."""
+async def answer(request: Request, services: Services, name: str, body_here: bool = False) -> bytes:
+    """``handle``'s JSON body (the lane sends it itself). ``body_here``: the server has the
+    whole request body already, so reading it needs no deadline."""
     settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
     route = await inference.route(name, None, trace)
     with inference.decoding(route):
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        timeout_s = None if body_here else settings.body_timeout_s
+        body = await read_body(request, settings.max_body_bytes, timeout_s)
         rows = decode_instances(decode_json(body), route.serves.contract, settings.max_batch)
     result = await inference.predict(route, rows, trace)
     return encode(result)
