@@ -197,7 +197,7 @@ class MicroBatcher:
         if inline is None:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, arg)
         if inline.allows(rows):
-            return _timed(inline, fn, arg, rows)
+            return _timed(inline, fn, arg, rows) if inline.times() else fn(arg)
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, _timed, inline, fn, arg, rows
         )

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.registry.store import Registry
 from app.serving.batching import BatchResult, MicroBatcher
 from app.serving.contract import Rows
-from app.serving.inline import InlineCalls
+from app.serving.inline import TIME_EVERY, InlineCalls
 from app.serving.runner import ServedModel
 from tests.helpers.toy_models import TOY, toy_registry
 
@@ -77,6 +77,22 @@ def test_without_inline_every_call_is_in_the_inference_thread() -> None:
 
 def test_a_slow_model_stays_in_the_thread() -> None:
     assert _submit_each(Model(delay_s=0.002), InlineCalls(0.001), [1, 1, 1]) == ["thread"] * 3
+
+
+def test_a_model_that_turns_slow_on_the_loop_goes_back_to_the_thread() -> None:
+    """Calls on the loop are timed one in ``TIME_EVERY``: a model that turns slow there is
+    still seen, within a few timed calls, and sent back to the thread."""
+    model = Model()
+    threads = _submit_each(model, InlineCalls(0.001), [1] * 3)
+    assert threads == ["thread", "loop", "loop"]
+    model.delay_s = 0.003
+    model.threads.clear()
+    inline = InlineCalls(0.001)
+    inline.took(0.000_010, 1)
+    threads = _submit_each(model, inline, [1] * (6 * TIME_EVERY))
+    assert threads[0] == "loop"
+    assert "thread" in threads and threads.index("thread") <= 5 * TIME_EVERY
+    assert set(threads[threads.index("thread") :]) == {"thread"}
 
 
 def test_a_batch_too_big_for_the_estimate_goes_to_the_thread() -> None:
