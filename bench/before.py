@@ -2,24 +2,31 @@
 
 Its speed targets are multiples of modelserve's req/s when it was filed, on a machine whose
 speed moves a lot from day to day (the textbook app's c=64 req/s went from 2,095 that day to
-1,360 and 390 on later ones). Measured again in the run, from a checkout of the commit it was
-filed on, they compare code with code on the same machine in the same minutes.
+1,360 and 471 on later ones), and from minute to minute (the same server ±15%). Measured again
+in the run, from a checkout of the commit it was filed on, in pairs of runs alternating with
+today's code, they compare code with code on the same machine in the same minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from bench.servers import WrkResult, cell
+from bench.servers import BenchServer, WrkResult, cell, wrk
 
 FILED_ON = "c77e811"
 """main when issue #27 was filed (2026-12-06)."""
 KIND = "modelserve-before"
 """The bench's server kind for it: one process, served from the checkout."""
 REPO = Path(__file__).resolve().parent.parent
+PAIRS = 3
+
+Pair = tuple[WrkResult, WrkResult]  # the starting code's run, today's
+Paired = dict[str, list[Pair]]  # by model
 
 
 @contextlib.contextmanager
@@ -47,28 +54,49 @@ def checkout(rev: str, work: Path) -> Iterator[Path | None]:
         )
 
 
-def speedups(
-    results: dict[tuple[str, str, int], WrkResult], models: Sequence[str], kinds: dict[str, str]
-) -> list[str]:
-    """Today's one process against the starting code's, each cell of the run (empty if it did
-    not run)."""
-    rows = [
-        (model, c, results[(KIND, model, c)], results[("modelserve", model, c)])
-        for model in models
-        for c in (1, 16, 64)
-        if (KIND, model, c) in results and ("modelserve", model, c) in results
-    ]
-    if not rows:
+def paired_runs(
+    work: Path, registry: Path, repo: Path, bodies: dict[str, Path], seconds: float, warmup: float
+) -> Paired:
+    """Per model, ``PAIRS`` pairs of c=64 runs, the starting code's and today's, each on a fresh
+    one-process server, their order alternating (a drift of the machine's speed over the
+    minutes falls on both sides)."""
+    paired: Paired = {}
+    for model, body in bodies.items():
+        pairs: list[Pair] = []
+        for i in range(PAIRS):
+            sides = [(KIND, repo), ("modelserve", None)]
+            got: dict[str, WrkResult] = {}
+            for kind, checkout_ in sides if i % 2 == 0 else sides[::-1]:
+                with BenchServer.start(kind, work, registry, model, repo=checkout_) as srv:
+                    url = srv.url + srv.predict_path(model)
+                    wrk(url, body, 16, warmup)
+                    got[kind] = wrk(url, body, 64, seconds)
+                    print(f"{kind} {model} c=64 (pair {i + 1}): {got[kind]}", file=sys.stderr)
+            pairs.append((got[KIND], got["modelserve"]))
+        paired[model] = pairs
+    return paired
+
+
+def speedup(pairs: list[Pair]) -> tuple[float, float]:
+    """Today's req/s as a multiple of the starting code's (the median of the pairs' ratios),
+    and today's median p99 in ms."""
+    ratio = statistics.median(now.rps / then.rps for then, now in pairs)
+    return ratio, statistics.median(now.p99_ms for _, now in pairs)
+
+
+def report(paired: Paired, kinds: dict[str, str]) -> list[str]:
+    """The pairs, model by model (nothing if they did not run)."""
+    if not paired:
         return []
     lines = [
-        f"Issue #27's starting code ({FILED_ON}) in this run, one process each: req/s "
-        "(p50 ms / p99 ms)",
+        f"Issue #27's starting code ({FILED_ON}) and today's at c=64, in this run: {PAIRS} pairs "
+        "of runs, each on a fresh one-process server, alternating; req/s (p50 ms / p99 ms)",
         "",
-        f"| model | c | {FILED_ON} | today | ratio |",
-        "|---|---|---|---|---|",
+        f"| model | {FILED_ON} | today | ratio, median of the pairs |",
+        "|---|---|---|---|",
     ]
-    for model, c, before, now in rows:
-        lines.append(
-            f"| {kinds[model]} | {c} | {cell(before)} | {cell(now)} | {now.rps / before.rps:.2f}× |"
-        )
+    for model, pairs in paired.items():
+        then = "; ".join(cell(t) for t, _ in pairs)
+        now = "; ".join(cell(n) for _, n in pairs)
+        lines.append(f"| {kinds[model]} | {then} | {now} | {speedup(pairs)[0]:.2f}× |")
     return [*lines, ""]

@@ -9,8 +9,9 @@ protocol table (``bench/protocols.py``: JSON, binary tensors, gRPC; needs h2load
 shadow on/off check (``bench/shadow.py``, logistic at c=16), what explaining costs
 (``bench/explain.py``: /predict with attribution monitoring on and off, ``:explain`` at c=1
 and 16 per model; with all three models) and prints a markdown table. The code issue #27 was
-filed on is served too, one process, from a checkout of its commit (``bench/before.py``;
-``--before ''`` leaves it out): that issue's targets are multiples of its req/s.
+filed on is served too, one process, from a checkout of its commit, at c=64 in runs alternating
+with today's (``bench/before.py``; ``--before ''`` leaves it out): that issue's targets are
+multiples of its req/s.
 ``--markdown PATH`` also writes it to a file; ``--models mixed`` (a comma list of logistic,
 forest, mixed) benches only some models, without the overload check unless the forest is
 among them.
@@ -155,21 +156,24 @@ def main() -> None:
         print("\n".join(shadow_check(work, registry, body, shadow_seconds).report()))
         return
     results: dict[tuple[str, str, int], WrkResult] = {}
+    for server in SERVERS:
+        # modelserve serves every model from one server; the baseline serves one model each.
+        groups = [models] if server != "baseline" else [[m] for m in models]
+        for group in groups:
+            with BenchServer.start(server, work, registry.root, group[0]) as srv:
+                for model in group:
+                    url = srv.url + srv.predict_path(model)
+                    wrk(url, bodies[model], 16, args.warmup)
+                    for c in CONCURRENCY:
+                        result = wrk(url, bodies[model], c, args.duration)
+                        results[(server, model, c)] = result
+                        print(f"{server} {model} c={c}: {result}", file=sys.stderr)
+    paired: before.Paired = {}
     with before.checkout(args.before, work) if args.before else nullcontext() as old:
-        servers = SERVERS if old is None else (*SERVERS, before.KIND)
-        for server in servers:
-            # modelserve serves every model from one server; the baseline serves one model each.
-            groups = [models] if server != "baseline" else [[m] for m in models]
-            repo = old if server == before.KIND else None
-            for group in groups:
-                with BenchServer.start(server, work, registry.root, group[0], repo=repo) as srv:
-                    for model in group:
-                        url = srv.url + srv.predict_path(model)
-                        wrk(url, bodies[model], 16, args.warmup)
-                        for c in CONCURRENCY:
-                            result = wrk(url, bodies[model], c, args.duration)
-                            results[(server, model, c)] = result
-                            print(f"{server} {model} c={c}: {result}", file=sys.stderr)
+        if old is not None:
+            paired = before.paired_runs(
+                work, registry.root, old, bodies, args.duration, args.warmup
+            )
     stages = stage_profiles(work, registry.root, {m: bodies[m] for m in models}, args.duration)
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
@@ -232,10 +236,10 @@ def main() -> None:
         "",
         *stage_table(stages),
         "",
-        *before.speedups(results, models, KINDS),
+        *before.report(paired, KINDS),
         "Targets (one process):",
         "",
-        *targets(results, floors, overload, models),
+        *targets(results, floors, overload, models, paired),
         *(["", *overload.report()] if overload is not None else []),
         *(["", *shadow.report()] if shadow is not None else []),
         *explain_lines,

@@ -36,22 +36,34 @@ def test_issue_27_targets_follow_the_numbers() -> None:
 
 
 def test_issue_27_targets_against_the_starting_code_of_the_same_run() -> None:
-    """With the starting code served in the run, each c=64 target is also checked against its
-    req/s there, beside the fixed number of the day the issue was filed."""
+    """With the starting code's runs paired with today's, each c=64 target is also checked as
+    the median of the pairs' ratios, beside the fixed number of the day the issue was filed."""
     results = {
         ("modelserve", LOGISTIC, 64): _run(2400, p99_ms=15),
         ("baseline", LOGISTIC, 64): _run(400),
-        (before.KIND, LOGISTIC, 64): _run(1100),
         ("modelserve", LOGISTIC, 1): _run(900, p50_ms=0.3),
         ("baseline", LOGISTIC, 1): _run(400, p50_ms=0.4),
         ("modelserve", MIXED, 64): _run(1000),
         ("baseline", MIXED, 64): _run(20),
-        (before.KIND, MIXED, 64): _run(700),
     }
-    lines = [line for line in targets(results, {}, None, [LOGISTIC, MIXED]) if "#27" in line]
+    paired = {
+        # ratios 2.5, 1.9, 2.1: the median 2.1; today's p99 15, 19, 30: the median 19
+        LOGISTIC: [
+            (_run(1000), _run(2500, p99_ms=15)),
+            (_run(1000), _run(1900, p99_ms=30)),
+            (_run(1000), _run(2100, p99_ms=19)),
+        ],
+        MIXED: [(_run(700), _run(1000)), (_run(800), _run(1100)), (_run(600), _run(1000))],
+    }
+    lines = [
+        line for line in targets(results, {}, None, [LOGISTIC, MIXED], paired) if "#27" in line
+    ]
     assert [line.startswith("- met") for line in lines] == [False, True, False, False]
-    assert "same run: 2,400 req/s ≥ 2,200 (2× c77e811's 1,100 in this run)" in lines[1]
-    assert "same run: 1,000 req/s ≥ 1,050" in lines[3]
-    table = before.speedups(results, [LOGISTIC, MIXED], {LOGISTIC: "LR", MIXED: "Mixed"})
-    assert "| LR | 64 | 1,100 (1.00 / 10.0) | 2,400 (1.00 / 15.0) | 2.18× |" in table
-    assert before.speedups({}, [LOGISTIC], {LOGISTIC: "LR"}) == []
+    assert "in this run: 2.10× ≥ 2× (median of 3 alternating pairs), median p99 19.0" in lines[1]
+    assert "in this run: 1.43× ≥ 1.5×" in lines[3]
+    paired[LOGISTIC][2] = (_run(1000), _run(2100, p99_ms=25))  # the median p99 now 25 ms
+    lines = [line for line in targets(results, {}, None, [LOGISTIC], paired) if "#27" in line]
+    assert lines[1].startswith("- NOT met")
+    table = before.report(paired, {LOGISTIC: "LR", MIXED: "Mixed"})
+    assert table[4].startswith("| LR | 1,000 (1.00 / 10.0); ") and table[4].endswith("| 2.10× |")
+    assert before.report({}, {}) == []
