@@ -41,7 +41,8 @@ def checkout(rev: str, work: Path) -> Iterator[Path | None]:
         check=False,
     )
     if made.returncode != 0:
-        print(f"no checkout of {rev}, its column is left out: {made.stderr.strip()}")
+        said = made.stderr.strip()
+        print(f"no checkout of {rev}, its runs are left out: {said}", file=sys.stderr)
         yield None
         return
     try:
