@@ -168,13 +168,14 @@ def main() -> None:
                         result = wrk(url, bodies[model], c, args.duration)
                         results[(server, model, c)] = result
                         print(f"{server} {model} c={c}: {result}", file=sys.stderr)
+    benched = {m: bodies[m] for m in models}
     paired: before.Paired = {}
     with before.checkout(args.before, work) if args.before else nullcontext() as old:
         if old is not None:
             paired = before.paired_runs(
-                work, registry.root, old, bodies, args.duration, args.warmup
+                work, registry.root, old, benched, args.duration, args.warmup
             )
-    stages = stage_profiles(work, registry.root, {m: bodies[m] for m in models}, args.duration)
+    stages = stage_profiles(work, registry.root, benched, args.duration)
     overload = (
         overload_check(work, registry.root, body, args.duration) if FOREST in models else None
     )

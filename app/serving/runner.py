@@ -128,12 +128,9 @@ class ServedModel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.smoke_test)
 
-    async def predict(self, rows: Rows) -> BatchResult:
-        """The served call: batched with other requests, observed."""
-        return await self._batcher.submit(rows)
-
     def enqueue(self, rows: Rows) -> asyncio.Future[BatchResult]:
-        """``predict``'s call queued: the future of its result."""
+        """The served call, queued to be batched with other requests and observed: the future
+        of its result."""
         return self._batcher.enqueue(rows)
 
     def score(self, rows: Rows) -> BatchResult:

@@ -5,8 +5,8 @@ resolves the model (and a pinned version) and picks the answering version; the c
 the body with that version's ``InputContract`` inside ``decoding(route)``; ``predict()`` scores
 the rows through the model's batcher under the request timeout (``app.serving.deadlines``),
 mints one prediction id per row, hands the result and rows to the prediction log and returns a
-typed result. Every refusal
-on the way is a ``RequestError`` counted once in ``modelserve_prediction_errors_total``.
+typed result. Every refusal on the way is a ``RequestError`` counted once in
+``modelserve_prediction_errors_total``.
 
 A request for a model's production alias may be answered by its canary instead
 (``app.serving.routing``); rows answered by one version are then offered to the shadow queue to
