@@ -1,5 +1,5 @@
 """Start uvicorn for ``app.main:create_app`` with the project's protocol and shutdown rules
-(the drain on SIGTERM: ``app/server/drain.py``)."""
+(the drain on SIGTERM: ``app/server/drain.py``; several workers: ``app/server/supervisor.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from app.config import Settings
-from app.server.drain import serve
+from app.server.supervisor import serve
 
 APP = "app.main:create_app"
 
