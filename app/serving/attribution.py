@@ -11,9 +11,19 @@ bounded at ``QUEUE_ROWS`` rows; past it they are dropped and counted
 
 A thread of its own takes the queue every ``FLUSH_S`` seconds and explains each version's rows
 with the version's checked explainer (``Explainers.explainer``: built once, in the explain
-thread, and shared with ``:explain``), at most ``CHUNK_ROWS`` rows a call so the GIL is let go
-between calls. A version with no exact explainer is logged once and counted nowhere; a call
-that fails counts its rows as ``failed``.
+thread, and shared with ``:explain``). A version with no exact explainer is logged once and
+counted nowhere; a call that fails counts its rows as ``failed``.
+
+Explaining must not slow the answers. TreeSHAP holds the GIL for its whole call (about half a
+millisecond a row for 200 trees), and so does much of any explainer's Python: the event loop
+waits for as long. So a version's first call takes one row, and each later one as many as fit
+in ``CALL_S`` of the thread's CPU, or in twice the first call's if that is more (a pipeline's
+transforms cost the same for 1 row and 60: fewer rows would not shorten the call, only make
+more of them), from the rows per CPU second of the version's last call (at most
+``CHUNK_ROWS``). After each call the thread waits ``(1 - CPU_SHARE) / CPU_SHARE`` times the
+CPU it spent: it never takes more than ``CPU_SHARE`` of a core. Rows it has no time for wait
+in the queue, which counts a row until it is explained; past its bound the newest are dropped
+and counted, as above.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections import OrderedDict, deque
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
@@ -33,7 +44,8 @@ from app.config import Settings
 from app.errors import clip
 from app.failure_log import RepeatedFailureLog
 from app.serving.attribution_counts import VersionAttribution
-from app.serving.contract import Rows, TypedRows, concat, model_input, split_rows
+from app.serving.contract import Rows, TypedRows, concat, model_input
+from app.serving.explain.model import ModelExplainer
 from app.serving.explain.result import NotExplainableError
 from app.serving.explain.service import Built, Explainers
 from app.serving.runner import ServedModel
@@ -44,6 +56,8 @@ log = logging.getLogger(__name__)
 QUEUE_ROWS = 4096  # sampled rows waiting; at the default rate, 100 s of 4,000 answers a second
 FLUSH_S = 1.0
 CHUNK_ROWS = 64
+CALL_S = 0.002  # CPU a call aims at: how long the event loop may wait for the GIL at a time
+CPU_SHARE = 0.05  # of one core, at most
 KEPT = 16  # versions whose counters are kept
 QUEUE_FULL, FAILED = "queue_full", "failed"
 VersionKey = tuple[str, str, str]
@@ -61,10 +75,11 @@ def _key(served: ServedModel) -> VersionKey:
     return served.name, served.version, served.metadata.sha256
 
 
-def _take(rows: Rows, picks: list[int]) -> Rows:
+def _take(rows: Rows, picks: list[int] | slice) -> Rows:
     """The rows at ``picks``, in the request's own form."""
     if isinstance(rows, TypedRows):
-        return TypedRows(rows.features, rows.input_format, [rows.cells[i] for i in picks])
+        cells = rows.cells[picks] if isinstance(picks, slice) else [rows.cells[i] for i in picks]
+        return TypedRows(rows.features, rows.input_format, cells)
     if isinstance(rows, pd.DataFrame):
         return rows.iloc[picks].reset_index(drop=True)
     return rows[picks]
@@ -79,6 +94,7 @@ class Attribution:
         model_threads: int = 1,
         queue_rows: int = QUEUE_ROWS,
         flush_s: float = FLUSH_S,
+        cpu_share: float = CPU_SHARE,
         seed: int | None = None,
     ) -> None:
         if not 0 < rate <= 1:
@@ -90,6 +106,8 @@ class Attribution:
         self._model_threads = model_threads
         self._queue_rows = queue_rows
         self._flush_s = flush_s
+        self._pause = (1.0 - cpu_share) / cpu_share  # the wait after a call, per CPU second
+        self._calls: dict[VersionKey, tuple[float, int]] = {}  # CPU s of a 1-row call, rows
         self._jobs: deque[_Job] = deque()
         self._queued = 0  # rows in _jobs
         self._lock = threading.Lock()  # _queued: added to on the loop, taken from in the thread
@@ -166,8 +184,6 @@ class Attribution:
             jobs.append(self._jobs.popleft())
         if not jobs:
             return
-        with self._lock:
-            self._queued -= sum(len(job.rows) for job in jobs)
         versions: dict[int, list[_Job]] = {}
         for job in jobs:
             versions.setdefault(id(job.served), []).append(job)
@@ -175,26 +191,48 @@ class Attribution:
             self._explain(group[0], concat([job.rows for job in group]))
 
     def _explain(self, job: _Job, rows: Rows) -> None:
-        served, counts = job.served, job.counts
+        """Every row explained, a call at a time, each followed by its pause."""
+        served, done = job.served, 0
         try:
-            explainer = job.built.result()  # waits for a build the explain thread is making
-        except CancelledError:  # the explainers closed: shutting down
-            return
-        if isinstance(explainer, NotExplainableError):
-            self._refuse(served, explainer)
-            return
-        total = len(rows)
-        sizes = [min(CHUNK_ROWS, total - start) for start in range(0, total, CHUNK_ROWS)]
-        for part in split_rows(rows, sizes):
             try:
-                explanation = explainer.explain(model_input(part))
-            except Exception as exc:  # a row failing the sum check, a row the model refuses
-                metrics.ATTRIBUTION_DROPPED.labels(served.name, FAILED).inc(len(part))
-                said = f"{type(exc).__name__}: {clip(str(exc), 512)}"
-                self._failures.failed(f"{served.name} version {served.version}: {said}", len(part))
-                continue
-            counts.add(explanation)
+                explainer = job.built.result()  # waits for a build the explain thread is making
+            except CancelledError:  # the explainers closed: shutting down
+                return
+            if isinstance(explainer, NotExplainableError):
+                self._refuse(served, explainer)
+                return
+            key = _key(served)
+            while done < len(rows) and not self._stop.is_set():
+                one_row, size = self._calls.get(key, (0.0, 1))
+                size = min(size, len(rows) - done)
+                spent = self._call(explainer, job, _take(rows, slice(done, done + size)))
+                done += size
+                self._release(size)
+                one_row = one_row or spent
+                fits = int(max(CALL_S, 2 * one_row) * size / spent)
+                self._calls[key] = one_row, max(1, min(CHUNK_ROWS, fits))
+                self._stop.wait(spent * self._pause)
+        finally:
+            self._release(len(rows) - done)
+
+    def _call(self, explainer: ModelExplainer, job: _Job, part: Rows) -> float:
+        """``part`` explained into the version's counters; the thread's CPU seconds it took."""
+        served, start = job.served, time.thread_time()
+        try:
+            result = served.score(part)
+            answered = result.predictions, result.probabilities
+            job.counts.add(explainer.explain(model_input(part), answered))
+        except Exception as exc:  # a row failing the sum check, a row the model refuses
+            metrics.ATTRIBUTION_DROPPED.labels(served.name, FAILED).inc(len(part))
+            said = f"{type(exc).__name__}: {clip(str(exc), 512)}"
+            self._failures.failed(f"{served.name} version {served.version}: {said}", len(part))
+        else:
             self._failures.succeeded()
+        return max(time.thread_time() - start, 1e-6)
+
+    def _release(self, rows: int) -> None:
+        with self._lock:
+            self._queued -= rows
 
     def _version(self, served: ServedModel) -> VersionAttribution:
         """The version's counters, made (at 0) on its first sampled row, in the loop: a flush
@@ -204,7 +242,7 @@ class Attribution:
         if found is None:
             found = self._counts[key] = VersionAttribution(served.metadata)
             while len(self._counts) > KEPT:
-                self._counts.popitem(last=False)
+                self._calls.pop(self._counts.popitem(last=False)[0], None)
         self._counts.move_to_end(key)
         return found
 

@@ -27,9 +27,11 @@ from app.cli.common import open_registry
 from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry
+from app.serving import attribution
 from app.serving.attribution import Attribution
 from app.serving.attribution_counts import publish_reference
 from app.serving.explain import build as builder
+from app.serving.explain.model import ModelExplainer
 from app.serving.explain.service import Explainers
 from app.serving.runner import ServedModel
 from tests.helpers.explained import (
@@ -100,7 +102,7 @@ def test_at_rate_one_every_answered_row_is_explained_and_counted(
     registry_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
 ) -> None:
     served = _served(registry_path, executor, MODEL)
-    sampler = Attribution(1.0, explainers, flush_s=3600)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
     before, rows_before = _sums(served), _rows(served)
     for rows in _requests(DATA, [1, 3, 70, 7]):  # a request past one call's 64 rows too
         sampler.offer(rows, served)
@@ -113,7 +115,7 @@ def test_each_row_is_sampled_at_the_rate_whatever_the_request_sizes(
     registry_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
 ) -> None:
     served = _served(registry_path, executor, MODEL)
-    sampler = Attribution(0.05, explainers, flush_s=3600, seed=7)
+    sampler = Attribution(0.05, explainers, flush_s=3600, cpu_share=1.0, seed=7)
     X = np.vstack([DATA] * 40)  # 22,760 rows
     rows_before = _rows(served)
     for rows in _requests(X, [1, 1, 5, 50, 2]):
@@ -136,7 +138,7 @@ def test_typed_rows_and_a_shadow_count_the_same_rows_per_version(
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "version": "2"}))
     production = _served(tmp_path / "models", executor, "churn")
     shadow = _served(tmp_path / "models", executor, "churn", "2")
-    sampler = Attribution(1.0, explainers, flush_s=3600)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
     records = records_of(frame.drop(columns=TARGET).iloc[:120])
     before = {v.version: (_sums(v), _rows(v)) for v in (production, shadow)}
     for start in range(0, 120, 40):
@@ -162,7 +164,7 @@ def test_the_sampled_rows_of_a_typed_request_are_its_own_rows(
     sample = frame.rename(columns={TARGET: "y"})
     register_fitted(registry, tmp_path, "churn", model, sample, "classification")
     served = _served(tmp_path / "models", executor, "churn")
-    sampler = Attribution(0.3, explainers, flush_s=3600, seed=3)
+    sampler = Attribution(0.3, explainers, flush_s=3600, cpu_share=1.0, seed=3)
     X = frame.drop(columns=TARGET).iloc[[7]].reset_index(drop=True)
     before, rows_before = _sums(served), _rows(served)
     for _ in range(100):  # ten copies of one row a request: some of each are sampled
@@ -178,7 +180,7 @@ def test_a_full_queue_drops_and_counts_rows_instead_of_waiting(
     registry_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
 ) -> None:
     served = _served(registry_path, executor, MODEL)
-    sampler = Attribution(1.0, explainers, queue_rows=10, flush_s=3600)
+    sampler = Attribution(1.0, explainers, queue_rows=10, flush_s=3600, cpu_share=1.0)
     dropped = _value("modelserve_attribution_dropped_rows_total", model=MODEL, reason="queue_full")
     rows_before = _rows(served)
     for i in range(25):
@@ -218,6 +220,81 @@ def test_the_request_path_never_waits_for_an_explainer(
     sampler.close()
 
 
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _calls(
+    monkeypatch: pytest.MonkeyPatch, per_call_s: float = 0.0, per_row_s: float = 0.0
+) -> list[int]:
+    """The rows of each explain call from now on, each made to cost that much more CPU."""
+    sizes: list[int] = []
+    real = ModelExplainer.explain
+
+    def explain(self: ModelExplainer, X: Any, answered: Any = None) -> Any:
+        sizes.append(len(X))
+        _burn(per_call_s + per_row_s * len(X))
+        return real(self, X, answered)
+
+    monkeypatch.setattr(ModelExplainer, "explain", explain)
+    return sizes
+
+
+def test_a_call_takes_the_rows_that_fit_in_its_cpu_time(
+    registry_path: Path,
+    executor: ThreadPoolExecutor,
+    explainers: Explainers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The event loop waits for the GIL while a call runs: a call is kept short (a forest's
+    TreeSHAP, half a millisecond a row, would hold it 30 ms for 64 rows)."""
+    served = _served(registry_path, executor, MODEL)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
+    explainers.explainer(served).result()  # built (and checked) before the calls are watched
+    sizes = _calls(monkeypatch, per_row_s=0.0005)
+    rows_before = _rows(served)
+    sampler.offer(DATA[:200], served)
+    sampler.flush()
+    assert _rows(served) - rows_before == 200 == sum(sizes)
+    assert sizes[0] == 1
+    assert max(sizes) <= attribution.CALL_S / 0.0005 + 1, sizes
+    assert max(sizes) > 1, "a call takes more rows once it knows they fit"
+
+
+def test_a_call_whose_cost_is_fixed_takes_more_rows_not_fewer(
+    registry_path: Path,
+    executor: ThreadPoolExecutor,
+    explainers: Explainers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipeline's transforms cost the same for 1 row and 60: one row a call would not make
+    the calls shorter, only more of them."""
+    served = _served(registry_path, executor, MODEL)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
+    explainers.explainer(served).result()
+    sizes = _calls(monkeypatch, per_call_s=4 * attribution.CALL_S)
+    sampler.offer(DATA[:300], served)
+    sampler.flush()
+    assert sizes[0] == 1 and max(sizes) == attribution.CHUNK_ROWS, sizes
+
+
+def test_the_thread_takes_at_most_its_share_of_a_core(
+    registry_path: Path, executor: ThreadPoolExecutor, explainers: Explainers
+) -> None:
+    served = _served(registry_path, executor, MODEL)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=0.2)
+    explainers.explainer(served).result()
+    rows_before = _rows(served)
+    sampler.offer(DATA, served)
+    cpu, wall = time.thread_time(), time.perf_counter()
+    sampler.flush()
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    assert _rows(served) - rows_before == len(DATA)
+    assert cpu / wall <= 0.2 * 1.1, f"{cpu:.3f} s of CPU in {wall:.3f} s"
+
+
 def test_a_version_without_an_explainer_counts_nothing_and_is_logged_once(
     registry_path: Path,
     tmp_path: Path,
@@ -230,7 +307,7 @@ def test_a_version_without_an_explainer_counts_nothing_and_is_logged_once(
     registry = Registry(registry_path)
     register_fitted(registry, tmp_path, "wine-svc", SVC().fit(X, y), frame, "classification")
     served = _served(registry_path, executor, "wine-svc")
-    sampler = Attribution(1.0, explainers, flush_s=3600)
+    sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
     with caplog.at_level(logging.INFO, logger="app.serving.attribution"):
         for _ in range(3):
             sampler.offer(X[:4], served)

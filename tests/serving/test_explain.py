@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 import tests.e2e.test_compatibility as compat
+from app.config import Settings
 from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry
-from app.serving.contract import InputContract
+from app.serving.contract import InputContract, model_input
 from app.serving.explain.build import build
 from app.serving.explain.model import ModelExplainer
 from app.serving.explain.result import NotExplainableError, sum_gap
+from app.serving.runner import ServedModel
 from tests.helpers.explained import (
     linear_contributions,
     model_rows,
@@ -119,6 +122,45 @@ def test_tree_contributions_are_shaps_own_values_bit_for_bit(world: World, name:
     wanted = own_output(case.estimator, explanation.output, X)
     total = explanation.base + explanation.contributions.sum(axis=1)
     assert np.abs(total - wanted).max() <= 1e-6
+
+
+@pytest.mark.parametrize("name", [*LINEAR, *TREES])
+def test_the_served_answers_explain_as_the_estimators_own_bit_for_bit(
+    world: World, name: str
+) -> None:
+    """:explain and the attribution counters check the sum against the served scorer's answers
+    (compiled trees, one-pass linear): the same explanation as from the estimator's methods."""
+    case, meta = world.family(name)
+    settings = Settings(registry=world.root / "models")
+    with ThreadPoolExecutor(1) as executor:
+        served = ServedModel.load(world.registry, name, meta.version, settings, executor)
+    rows = served.contract.records(case.records(0, min(ROWS, case.rows)), "instances")
+    result = served.score(rows)
+    explainer = _explainer(served.estimator, meta)
+    served_answers = explainer.explain(
+        model_input(rows), (result.predictions, result.probabilities)
+    )
+    own = explainer.explain(model_input(rows))
+    for field in ("predictions", "output_values", "base", "contributions", "output_names"):
+        assert np.array_equal(getattr(served_answers, field), getattr(own, field)), field
+
+
+def test_with_the_served_answers_a_forest_is_not_called_again(world: World) -> None:
+    case, meta = world.family("random-forest")
+    X = _held_out(case, meta)
+    explainer = _explainer(case.estimator, meta)
+    own = explainer.explain(X)
+    answered = case.estimator.predict(X), case.estimator.predict_proba(X)
+    forest = type(case.estimator)
+
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("the estimator was called")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forest, "predict", refuse)
+        patch.setattr(forest, "predict_proba", refuse)
+        again = explainer.explain(X, answered)
+    assert np.array_equal(again.contributions, own.contributions)
 
 
 def test_one_hot_columns_are_summed_back_to_their_string_feature(world: World) -> None:

@@ -130,7 +130,9 @@ class Explainers:
     def _call(served: ServedModel, explainer: ModelExplainer, rows: Rows) -> Explanation:
         start = time.perf_counter()
         try:
-            explanation = explainer.explain(model_input(rows))
+            result = served.score(rows)
+            answered = result.predictions, result.probabilities
+            explanation = explainer.explain(model_input(rows), answered)
         except NotExplainableError:
             raise
         except Exception as exc:  # the model refuses this input (an unseen category...)
