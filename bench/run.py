@@ -184,9 +184,9 @@ def main() -> None:
     shadow = shadow_check(work, registry, body, shadow_seconds) if LOGISTIC in models else None
     explain_lines: list[str] = []
     if set(models) == set(MODELS):  # issue #28's table: all three models
-        runs, sampled = predict_runs(work, registry.root, body, 2, args.duration, args.warmup)
+        checked = predict_runs(work, registry.root, body, 2, args.duration, args.warmup)
         explained = explain_runs(work, registry.root, bodies, args.duration, args.warmup)
-        explain_lines = ["", *explain_report(runs, sampled, explained, (_load(), _load()))]
+        explain_lines = ["", *explain_report(checked, explained, (_load(), _load()))]
     load_after = _load()
 
     lines = [
