@@ -23,6 +23,8 @@ from app.serving.routing import ROUTING_KEY_HEADER, routing_key_var
 
 V1_PREFIX = "/v1/models/"
 V1_SUFFIX = ":predict"
+V2_PREFIX = "/v2/models/"
+V2_SUFFIX = "/infer"
 
 
 def predict_target(method: str, path: str, default_model: str) -> str | None:
@@ -35,6 +37,19 @@ def predict_target(method: str, path: str, default_model: str) -> str | None:
         name = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
         if name and "/" not in name:
             return name
+    return None
+
+
+def infer_target(method: str, path: str) -> tuple[str, str | None] | None:
+    """The model (and pinned version) of an Open Inference Protocol v2 inference request
+    (``POST /v2/models/{name}[/versions/{version}]/infer``), else None."""
+    if method != "POST" or not path.startswith(V2_PREFIX) or not path.endswith(V2_SUFFIX):
+        return None
+    parts = path[len(V2_PREFIX) : -len(V2_SUFFIX)].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+        return parts[0], parts[2]
     return None
 
 

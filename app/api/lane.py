@@ -5,14 +5,17 @@ wrapper, FastAPI, Starlette's error middleware, FastAPI's telemetry and body-lim
 the request-id and access-log middleware, the instrumentator's and ``PredictFastPath``: seven
 coroutines, each wrapping ``send``, about 80 µs of a one-row request whose model call takes
 6. The server's protocol (``app.server.protocol``) asks ``PredictLane.pick`` for each
-request and gives the lane ``POST /predict`` and ``POST /v1/models/{name}:predict``; the lane
-does, in one coroutine, what those layers do for such a request:
+request and gives the lane ``POST /predict``, ``POST /v1/models/{name}:predict`` and the Open
+Inference Protocol's ``POST /v2/models/{name}[/versions/{version}]/infer`` (what KServe's,
+Triton's and MLServer's clients send); the lane does, in one coroutine, what those layers do
+for such a request:
 
 - the request id (``X-Request-ID`` taken or made, echoed, in the log context);
 - the instrumentator's in-progress gauge and its own instrumentation functions, under the
   route template its middleware names (``app.api.instrumentation``), on the same metrics;
-- ``codecs.v1.handle``, as ``PredictFastPath`` calls it, a ``RequestError`` as its JSON error
-  (a body that came whole with the headers is read without a deadline: nothing to wait for);
+- ``codecs.v1.answer``, as ``PredictFastPath`` calls it, a ``RequestError`` as its JSON error,
+  or the v2 route's own ``routes.v2.infer``, a ``RequestError`` in the protocol's shape (a
+  body that came whole with the headers is read without a deadline: nothing to wait for);
 - the access-log line (``app.logs``);
 - an unexpected exception: status 500 counted and logged, Starlette's plain
   ``Internal Server Error`` sent, the exception raised on for uvicorn to log, as the stack does
@@ -27,6 +30,7 @@ is configured, still goes through the stack for its headers, as does every other
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
@@ -37,10 +41,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.codecs import v1
+from app.api.codecs import v2 as v2_codec
 from app.api.deps import Services
 from app.api.errors import render
-from app.api.fastpath import predict_target, routing_key
+from app.api.fastpath import infer_target, predict_target, routing_key
 from app.api.instrumentation import CachedRouteInstrumentator
+from app.api.routes import v2
 from app.errors import RequestError
 from app.logs import REQUEST_ID_HEADER, log_access, request_id_of, request_id_var
 from app.serving.routing import routing_key_var
@@ -48,6 +54,10 @@ from app.serving.routing import routing_key_var
 ORIGIN_HEADER = b"origin"
 CONTENT_LENGTH = b"content-length"
 JSON_TYPE = (b"content-type", b"application/json")
+
+
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+Replier = Callable[[Request, bool], Awaitable[Reply]]  # (request, whole body here)
 
 
 class Arrival(Protocol):
@@ -65,17 +75,36 @@ class PredictLane:
         self._metrics = _instrumentator(app)
 
     def pick(self, scope: Scope, arrival: Arrival) -> ASGIApp | None:
-        """The lane's answer for a predict request (for the model it names), None for the
-        stack."""
-        name = predict_target(scope["method"], scope["path"], self._default_model)
-        if name is None:
+        """The lane's answer for a predict or v2 inference request, None for the stack."""
+        method, path = scope["method"], scope["path"]
+        reply: Replier
+        name = predict_target(method, path, self._default_model)
+        if name is not None:
+            reply = partial(self._v1, name)
+        elif (target := infer_target(method, path)) is not None:
+            reply = partial(self._v2, *target)
+        else:
             return None
         if self._cors and any(k == ORIGIN_HEADER for k, _ in scope["headers"]):
             return None
-        return partial(self.answer, name, arrival)
+        return partial(self.answer, reply, arrival)
+
+    async def _v1(self, name: str, request: Request, body_here: bool) -> Reply:
+        try:
+            body = await v1.answer(request, self._services, name, body_here)
+        except RequestError as exc:
+            return _reply(render(exc))
+        return 200, [(CONTENT_LENGTH, str(len(body)).encode()), JSON_TYPE], body
+
+    async def _v2(self, name: str, version: str | None, request: Request, body_here: bool) -> Reply:
+        try:
+            response = await v2.infer(request, self._services, name, version, body_here)
+        except RequestError as exc:  # in the protocol's shape, as its routes answer it
+            response = v2_codec.render(exc)
+        return _reply(response)
 
     async def answer(
-        self, name: str, arrival: Arrival, scope: Scope, receive: Receive, send: Send
+        self, reply: Replier, arrival: Arrival, scope: Scope, receive: Receive, send: Send
     ) -> None:
         start = time.perf_counter()
         body_here = not arrival.more_body  # it came with the headers: no deadline to keep
@@ -86,12 +115,7 @@ class PredictLane:
         handler = self._metrics.handler_name(scope, self._app)
         inprogress = self._metrics.inprogress_child(scope["method"], handler)
         try:
-            try:
-                body = await v1.answer(request, self._services, name, body_here)
-                status, headers = 200, [(CONTENT_LENGTH, str(len(body)).encode()), JSON_TYPE]
-            except RequestError as exc:
-                error = render(exc)
-                status, headers, body = error.status_code, error.raw_headers, bytes(error.body)
+            status, headers, body = await reply(request, body_here)
         except BaseException as exc:  # counted and logged as 500 even when cancelled
             self._done(request, None, handler, 500, start, inprogress)
             request_id_var.reset(token)
@@ -109,7 +133,7 @@ class PredictLane:
     def _done(
         self,
         request: Request,
-        sent: tuple[int, list[tuple[bytes, bytes]], bytes] | None,
+        sent: Reply | None,
         handler: str,
         status: int,
         start: float,
@@ -139,7 +163,11 @@ class PredictLane:
         log_access(scope, status, start)
 
 
-def _response(sent: tuple[int, list[tuple[bytes, bytes]], bytes] | None) -> Response | None:
+def _reply(response: Response) -> Reply:
+    return response.status_code, list(response.raw_headers), bytes(response.body)
+
+
+def _response(sent: Reply | None) -> Response | None:
     """What was sent as the starlette Response an instrumentation function reads."""
     if sent is None:
         return None

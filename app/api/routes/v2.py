@@ -90,12 +90,17 @@ async def _model_ready(
     return codec.json_response({"name": name, "version": served.version, "ready": True})
 
 
-async def _infer(request: Request, services: Services, name: str, version: str | None) -> Response:
+async def infer(
+    request: Request, services: Services, name: str, version: str | None, body_here: bool = False
+) -> Response:
+    """One inference request (``app.api.lane`` calls it too). ``body_here``: the server has the
+    whole request body already, so reading it needs no deadline."""
     settings, inference = services.settings, services.inference
     trace = request.scope.setdefault("state", {})
     route = await inference.route(name, version, trace)
     with inference.decoding(route):
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        timeout_s = None if body_here else settings.body_timeout_s
+        body = await read_body(request, settings.max_body_bytes, timeout_s)
         served = route.serves
         payload = v2_binary.decode_body(body, request.headers.get(v2_binary.HEADER))
         parsed = codec.decode_infer_request(
@@ -168,7 +173,7 @@ def _add_model_routes(
 
 _add_model_routes("", "GET", "Model metadata", _metadata)
 _add_model_routes("/ready", "GET", "The model is ready", _model_ready)
-_add_model_routes("/infer", "POST", "Inference", _infer, _INFER_RESPONSES)
+_add_model_routes("/infer", "POST", "Inference", infer, _INFER_RESPONSES)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
