@@ -228,18 +228,21 @@ def _burn(seconds: float) -> None:
 
 def _calls(
     monkeypatch: pytest.MonkeyPatch, per_call_s: float = 0.0, per_row_s: float = 0.0
-) -> list[int]:
-    """The rows of each explain call from now on, each made to cost that much more CPU."""
-    sizes: list[int] = []
+) -> list[tuple[int, float]]:
+    """The rows and CPU seconds of each explain call from now on, each made to cost that much
+    more CPU."""
+    calls: list[tuple[int, float]] = []
     real = ModelExplainer.explain
 
     def explain(self: ModelExplainer, X: Any, answered: Any = None) -> Any:
-        sizes.append(len(X))
+        start = time.thread_time()
         _burn(per_call_s + per_row_s * len(X))
-        return real(self, X, answered)
+        explained = real(self, X, answered)
+        calls.append((len(X), time.thread_time() - start))
+        return explained
 
     monkeypatch.setattr(ModelExplainer, "explain", explain)
-    return sizes
+    return calls
 
 
 def test_a_call_takes_the_rows_that_fit_in_its_cpu_time(
@@ -253,14 +256,15 @@ def test_a_call_takes_the_rows_that_fit_in_its_cpu_time(
     served = _served(registry_path, executor, MODEL)
     sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
     explainers.explainer(served).result()  # built (and checked) before the calls are watched
-    sizes = _calls(monkeypatch, per_row_s=0.0005)
+    calls = _calls(monkeypatch, per_row_s=0.0005)
     rows_before = _rows(served)
     sampler.offer(DATA[:200], served)
     sampler.flush()
+    sizes = [size for size, _ in calls]
     assert _rows(served) - rows_before == 200 == sum(sizes)
-    assert sizes[0] == 1
-    assert max(sizes) <= attribution.CALL_S / 0.0005 + 1, sizes
-    assert max(sizes) > 1, "a call takes more rows once it knows they fit"
+    assert sizes[0] == 1 and 1 < max(sizes) < attribution.CHUNK_ROWS, sizes
+    aim = max(attribution.CALL_S, 2 * calls[0][1])  # what a call aims at, from the first's CPU
+    assert max(cpu for _, cpu in calls) <= 2 * aim, calls  # rows/s moves a little call to call
 
 
 def test_a_call_whose_cost_is_fixed_takes_more_rows_not_fewer(
@@ -274,9 +278,10 @@ def test_a_call_whose_cost_is_fixed_takes_more_rows_not_fewer(
     served = _served(registry_path, executor, MODEL)
     sampler = Attribution(1.0, explainers, flush_s=3600, cpu_share=1.0)
     explainers.explainer(served).result()
-    sizes = _calls(monkeypatch, per_call_s=4 * attribution.CALL_S)
+    calls = _calls(monkeypatch, per_call_s=4 * attribution.CALL_S)
     sampler.offer(DATA[:300], served)
     sampler.flush()
+    sizes = [size for size, _ in calls]
     assert sizes[0] == 1 and max(sizes) == attribution.CHUNK_ROWS, sizes
 
 
