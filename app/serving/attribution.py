@@ -17,7 +17,7 @@ counted nowhere; a call that fails counts its rows as ``failed``.
 Explaining must not slow the answers. TreeSHAP holds the GIL for its whole call (about half a
 millisecond a row for 200 trees), and so does much of any explainer's Python: the event loop
 waits for as long. So a version's first call takes one row, and each later one as many as fit
-in ``CALL_S`` of the thread's CPU, or in twice the first call's if that is more (a pipeline's
+in ``CALL_S`` of the thread's CPU, or in twice its latest 1-row call's if that is more (a pipeline's
 transforms cost the same for 1 row and 60: fewer rows would not shorten the call, only make
 more of them), from the rows per CPU second of the version's last call (at most
 ``CHUNK_ROWS``). After each call the thread waits ``(1 - CPU_SHARE) / CPU_SHARE`` times the
@@ -208,7 +208,7 @@ class Attribution:
                 spent = self._call(explainer, job, _take(rows, slice(done, done + size)))
                 done += size
                 self._release(size)
-                one_row = one_row or spent
+                one_row = spent if size == 1 else one_row  # the latest: the host's load moves
                 fits = int(max(CALL_S, 2 * one_row) * size / spent)
                 self._calls[key] = one_row, max(1, min(CHUNK_ROWS, fits))
                 self._stop.wait(spent * self._pause)
