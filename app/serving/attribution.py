@@ -17,9 +17,9 @@ counted nowhere; a call that fails counts its rows as ``failed``.
 Explaining must not slow the answers. TreeSHAP holds the GIL for its whole call (about half a
 millisecond a row for 200 trees), and so does much of any explainer's Python: the event loop
 waits for as long. So a version's first call takes one row, and each later one as many as fit
-in ``CALL_S`` of the thread's CPU, or in twice its latest 1-row call's if that is more (a pipeline's
-transforms cost the same for 1 row and 60: fewer rows would not shorten the call, only make
-more of them), from the rows per CPU second of the version's last call (at most
+in ``CALL_S`` of the thread's CPU, or in twice its latest 1-row call's if that is more (a
+pipeline's transforms cost the same for 1 row and 60: fewer rows would not shorten the call,
+only make more of them), from the rows per CPU second of the version's last call (at most
 ``CHUNK_ROWS``). After each call the thread waits ``(1 - CPU_SHARE) / CPU_SHARE`` times the
 CPU it spent: it never takes more than ``CPU_SHARE`` of a core. Rows it has no time for wait
 in the queue, which counts a row until it is explained; past its bound the newest are dropped
@@ -44,10 +44,10 @@ from app.config import Settings
 from app.errors import clip
 from app.failure_log import RepeatedFailureLog
 from app.serving.attribution_counts import VersionAttribution
-from app.serving.contract import Rows, TypedRows, concat, model_input
+from app.serving.contract import Rows, TypedRows, concat
 from app.serving.explain.model import ModelExplainer
 from app.serving.explain.result import NotExplainableError
-from app.serving.explain.service import Built, Explainers
+from app.serving.explain.service import Built, Explainers, explain_served
 from app.serving.runner import ServedModel
 from app.serving.threads import limit_model_threads
 
@@ -219,9 +219,7 @@ class Attribution:
         """``part`` explained into the version's counters; the thread's CPU seconds it took."""
         served, start = job.served, time.thread_time()
         try:
-            result = served.score(part)
-            answered = result.predictions, result.probabilities
-            job.counts.add(explainer.explain(model_input(part), answered))
+            job.counts.add(explain_served(explainer, served, part))
         except Exception as exc:  # a row failing the sum check, a row the model refuses
             metrics.ATTRIBUTION_DROPPED.labels(served.name, FAILED).inc(len(part))
             said = f"{type(exc).__name__}: {clip(str(exc), 512)}"

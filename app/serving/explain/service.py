@@ -47,6 +47,13 @@ def _refusal(served: ServedModel, exc: Exception) -> NotExplainableError:
     return NotExplainableError(f"building its explainer failed: {type(exc).__name__}: {said}")
 
 
+def explain_served(explainer: ModelExplainer, served: ServedModel, rows: Rows) -> Explanation:
+    """``rows`` explained, their sum checked against the answers the version serves for them
+    (its scorer's: the model's own bits, without a second call of the estimator)."""
+    result = served.score(rows)
+    return explainer.explain(model_input(rows), (result.predictions, result.probabilities))
+
+
 class Explainers:
     def __init__(self, settings: Settings) -> None:
         self.timeout_s = settings.explain_timeout_s
@@ -130,9 +137,7 @@ class Explainers:
     def _call(served: ServedModel, explainer: ModelExplainer, rows: Rows) -> Explanation:
         start = time.perf_counter()
         try:
-            result = served.score(rows)
-            answered = result.predictions, result.probabilities
-            explanation = explainer.explain(model_input(rows), answered)
+            explanation = explain_served(explainer, served, rows)
         except NotExplainableError:
             raise
         except Exception as exc:  # the model refuses this input (an unseen category...)
