@@ -5,7 +5,9 @@ an MLP or k-NN computes a batch with matrix products whose summation order depen
 batch shape, so a row scored among 64 can differ in the last bits from the same row scored
 alone. modelserve promises what the model returns in-process for the request as sent, so at
 load each version is probed: distinct rows scored one by one and merged (alone, then repeated
-into a longer call); only if every answer is identical may the batcher merge requests.
+into a longer call); only if every answer is identical, and no part of the model is known to
+compute a call's rows together (``app.serving.rowwise``: the probe's rows can miss where such a
+part's bits move), may the batcher merge requests.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from app.registry.metadata import FeatureSpec, ModelMetadata, Value
 from app.serving.contract import InputContract, Rows, model_input
 from app.serving.onepass import COMPILED, Scorer, compile_scorer
 from app.serving.prefixprobe import compiled_transform
+from app.serving.rowwise import rows_together
 from app.serving.typed import default_row
 
 log = logging.getLogger(__name__)
@@ -151,13 +154,16 @@ def settle_scorer(
     if not derives_exactly(score, estimator, contract, probe):
         score = compile_scorer(estimator, has_proba, derive=False)
     score = _with_compiled_transform(score, estimator, contract, meta, probe)
-    merges = merges_exactly(score, contract, probe)
+    together = rows_together(estimator)
+    merges = together is None and merges_exactly(score, contract, probe)
     if not merges:
         log.info(
-            "%s version %s: batched rows differ from rows scored alone in the last bits; "
-            "each request gets its own model call",
+            "%s version %s: each request gets its own model call: %s",
             meta.name,
             meta.version,
+            f"{together} computes a call's rows together (matrix products)"
+            if together
+            else "batched rows differ from rows scored alone in the last bits",
         )
     return score, merges
 

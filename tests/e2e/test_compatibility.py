@@ -57,6 +57,8 @@ from sklearn.ensemble import (
     HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
+    StackingClassifier,
+    VotingClassifier,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
@@ -298,6 +300,19 @@ def _scaled(model: Any) -> Callable[[], Pipeline]:
     return lambda: make_pipeline(StandardScaler(), model)
 
 
+def _stacked() -> StackingClassifier:
+    members = [("forest", RandomForestClassifier(10, random_state=SEED)), ("nb", GaussianNB())]
+    return StackingClassifier(members)
+
+
+def _voting() -> VotingClassifier:
+    members = [
+        ("logistic", LogisticRegression(max_iter=500)),
+        ("forest", RandomForestClassifier(10, random_state=SEED)),
+    ]
+    return VotingClassifier(members, voting="soft")
+
+
 REG = "regression"
 FAMILIES = [
     Family("random-forest", cancer, lambda: RandomForestClassifier(30, random_state=SEED)),
@@ -346,6 +361,10 @@ FAMILIES = [
     Family("int-labels-3-7-9", wine_379, _scaled(LogisticRegression()), blas=True),
     Family("column-transformer", mixed_frame, _mixed_pipeline, blas=True),
     Family("frame-numeric", iris_frame, lambda: RandomForestClassifier(20, random_state=SEED)),
+    # A final logistic regression on a forest's and a naive Bayes' probabilities: its merged
+    # rows differ in the last bits where the load probe's rows do not reach (app.serving.rowwise).
+    Family("stacking", cancer, _stacked, blas=True),
+    Family("soft-voting", iris, _voting, blas=True),
     Family("linear-regression", diabetes, LinearRegression, REG, blas=True),
     Family("ridge", regression, Ridge, REG, blas=True),
     Family(

@@ -1,0 +1,94 @@
+"""Which part of a fitted model, if any, computes rows together (matrix products).
+
+The load-time probe (``app.serving.exactness.merges_exactly``) scores its own rows alone and
+merged, and merges requests only if every bit agrees. That shows a difference only where its
+rows reach one: a stacking classifier whose final logistic regression reads a forest's and a
+naive Bayes' probabilities gave the same bits on all 64 probe rows (spread over the training
+ranges, where those probabilities saturate at 0 and 1) and other last bits merged on 8 of 200
+real rows. So a model holding a part whose answers depend on the call's other rows by
+construction (BLAS products, distances to training rows, kernels) is never merged, wherever the
+part sits: a pipeline step, a column transformer's, an ensemble's member, a final estimator, a
+boosting model's ``init``. Other models, a user's own classes included, are left to the probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+# scikit-learn's packages whose estimators and transformers multiply matrices or compute
+# distances over a whole call: a row's last bits depend on the call's shape.
+TOGETHER_PACKAGES = (
+    "sklearn.cluster",
+    "sklearn.covariance",
+    "sklearn.cross_decomposition",
+    "sklearn.decomposition",
+    "sklearn.discriminant_analysis",
+    "sklearn.gaussian_process",
+    "sklearn.kernel_approximation",
+    "sklearn.kernel_ridge",
+    "sklearn.linear_model",
+    "sklearn.manifold",
+    "sklearn.mixture",
+    "sklearn.naive_bayes",
+    "sklearn.neighbors",
+    "sklearn.neural_network",
+    "sklearn.random_projection",
+    "sklearn.semi_supervised",
+    "sklearn.svm",
+)
+# Classes of those packages that work on each row alone (elementwise, then a sum per row).
+ROWWISE_CLASSES = frozenset({"sklearn.naive_bayes.GaussianNB", "sklearn.naive_bayes.CategoricalNB"})
+# Classes of other packages that compute over the call (k-NN imputation, kernel centring).
+TOGETHER_CLASSES = frozenset({"sklearn.impute.KNNImputer", "sklearn.preprocessing.KernelCenterer"})
+MAX_PARTS = 200_000  # a forest of thousands of trees is still looked through in milliseconds
+
+
+def rows_together(model: Any) -> str | None:
+    """Where the first part of ``model`` that computes rows together sits (``model`` itself,
+    ``model.steps[1]``, ``model.final_estimator_``, ...) and its class; None if no known one."""
+    seen: set[int] = set()
+    pending: list[tuple[str, Any]] = [("model", model)]
+    while pending and len(seen) < MAX_PARTS:
+        where, part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        if _computes_together(type(part)):
+            return f"{where} ({type(part).__name__})"
+        pending.extend(_parts(where, part))
+    return None
+
+
+def _computes_together(cls: type) -> bool:
+    module = cls.__module__
+    if not module.startswith("sklearn."):
+        return False
+    public = f"{module.split('._')[0]}.{cls.__name__}"  # sklearn.naive_bayes.GaussianNB
+    if public in ROWWISE_CLASSES:
+        return False
+    return public in TOGETHER_CLASSES or module.startswith(TOGETHER_PACKAGES)
+
+
+def _parts(where: str, part: Any) -> Iterator[tuple[str, Any]]:
+    """The objects ``part`` holds that may be models: its attributes' estimators, in lists,
+    tuples, dicts and object arrays (a pipeline's steps, an ensemble's members)."""
+    if isinstance(part, list | tuple):
+        yield from ((f"{where}[{i}]", item) for i, item in enumerate(part))
+    elif isinstance(part, dict):
+        yield from ((f"{where}[{key!r}]", item) for key, item in part.items())
+    elif isinstance(part, np.ndarray):
+        if part.dtype == object:
+            yield from ((f"{where}[{i}]", item) for i, item in enumerate(part.ravel()))
+    elif _may_hold_models(part):
+        yield from ((f"{where}.{name}", value) for name, value in vars(part).items())
+
+
+def _may_hold_models(part: Any) -> bool:
+    """A fitted model or a helper of one (an object of scikit-learn's, or any estimator)."""
+    if not hasattr(part, "__dict__") or isinstance(part, type):
+        return False
+    cls = type(part)
+    return cls.__module__.startswith("sklearn.") or hasattr(part, "get_params")
