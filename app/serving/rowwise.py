@@ -51,14 +51,17 @@ def rows_together(model: Any) -> str | None:
     ``model.steps[1]``, ``model.final_estimator_``, ...) and its class; None if no known one."""
     seen: set[int] = set()
     pending: list[tuple[str, Any]] = [("model", model)]
-    while pending and len(seen) < MAX_PARTS:
-        where, part = pending.pop()
-        if id(part) in seen:
-            continue
-        seen.add(id(part))
-        if _computes_together(type(part)):
-            return f"{where} ({type(part).__name__})"
-        pending.extend(_parts(where, part))
+    try:
+        while pending and len(seen) < MAX_PARTS:
+            where, part = pending.pop()
+            if id(part) in seen:
+                continue
+            seen.add(id(part))
+            if _computes_together(type(part)):
+                return f"{where} ({type(part).__name__})"
+            pending.extend(_parts(where, part))
+    except Exception as exc:  # an attribute that raises when looked at: cannot tell, no merge
+        return f"model (its parts could not be looked through: {type(exc).__name__})"
     return None
 
 

@@ -159,3 +159,15 @@ def test_a_row_wise_model_is_still_merged(tmp_path: Path) -> None:
     model = _fit(RandomForestClassifier(20, random_state=0))
     with ThreadPoolExecutor(1) as executor:
         assert _load(tmp_path, model, executor).merges
+
+
+class Opaque:
+    """A user's model whose attributes raise when looked up by name (a lazy proxy)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} here")
+
+
+def test_a_model_that_cannot_be_looked_through_is_not_merged() -> None:
+    found = rows_together(Opaque())
+    assert found is not None and "could not be looked through" in found
