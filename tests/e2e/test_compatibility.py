@@ -38,7 +38,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.cross_decomposition import PLSRegression
 from sklearn.datasets import (
     load_breast_cancer,
     load_diabetes,
@@ -47,6 +49,7 @@ from sklearn.datasets import (
     make_classification,
     make_regression,
 )
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.ensemble import (
     AdaBoostClassifier,
     BaggingClassifier,
@@ -64,11 +67,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, RidgeClassifier
 from sklearn.model_selection import train_test_split
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder, StandardScaler
+from sklearn.semi_supervised import LabelSpreading
 from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
@@ -313,6 +318,15 @@ def _voting() -> VotingClassifier:
     return VotingClassifier(members, voting="soft")
 
 
+def _binned_forest() -> Pipeline:
+    binned = KBinsDiscretizer(encode="ordinal", quantile_method="averaged_inverted_cdf")
+    return make_pipeline(binned, RandomForestClassifier(10, random_state=SEED))
+
+
+def _log_target() -> TransformedTargetRegressor:
+    return TransformedTargetRegressor(Ridge(), func=np.log1p, inverse_func=np.expm1)
+
+
 REG = "regression"
 FAMILIES = [
     Family("random-forest", cancer, lambda: RandomForestClassifier(30, random_state=SEED)),
@@ -365,6 +379,11 @@ FAMILIES = [
     # rows differ in the last bits where the load probe's rows do not reach (app.serving.rowwise).
     Family("stacking", cancer, _stacked, blas=True),
     Family("soft-voting", iris, _voting, blas=True),
+    Family("qda", iris, QuadraticDiscriminantAnalysis, blas=True),
+    Family("calibrated-svc", cancer, _scaled(CalibratedClassifierCV(LinearSVC())), blas=True),
+    Family("label-spreading", iris, LabelSpreading, blas=True),
+    Family("one-vs-rest", wine, _scaled(OneVsRestClassifier(LogisticRegression())), blas=True),
+    Family("kbins-forest", blobs, _binned_forest),
     Family("linear-regression", diabetes, LinearRegression, REG, blas=True),
     Family("ridge", regression, Ridge, REG, blas=True),
     Family(
@@ -385,6 +404,8 @@ FAMILIES = [
         REG,
     ),
     Family("frame-regression", counts_frame, Ridge, REG, blas=True),
+    Family("pls", diabetes, lambda: PLSRegression(2), REG, blas=True),
+    Family("log-target", diabetes, _log_target, REG, blas=True),
 ]
 NAMES = [f.name for f in FAMILIES]
 ROUTES = [f"{r}-{b}" for r in ("v1", "v2", "invocations") for b in BATCHES] + ["cli"]
