@@ -13,7 +13,7 @@ boosting model's ``init``. Other models, a user's own classes included, are left
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -76,17 +76,31 @@ def _computes_together(cls: type) -> bool:
 
 
 def _parts(where: str, part: Any) -> Iterator[tuple[str, Any]]:
-    """The objects ``part`` holds that may be models: its attributes' estimators, in lists,
-    tuples, dicts and object arrays (a pipeline's steps, an ensemble's members)."""
+    """The objects ``part`` holds that may be or hold models: its attributes, the items of its
+    lists, tuples, dicts and object arrays (a pipeline's steps, an ensemble's members)."""
+    named: Iterable[tuple[object, Any]]
     if isinstance(part, list | tuple):
-        yield from ((f"{where}[{i}]", item) for i, item in enumerate(part))
+        named, form = enumerate(part), "{where}[{key}]"
     elif isinstance(part, dict):
-        yield from ((f"{where}[{key!r}]", item) for key, item in part.items())
+        named, form = part.items(), "{where}[{key!r}]"
     elif isinstance(part, np.ndarray):
-        if part.dtype == object:
-            yield from ((f"{where}[{i}]", item) for i, item in enumerate(part.ravel()))
+        named, form = enumerate(part.ravel() if part.dtype == object else ()), "{where}[{key}]"
     elif _may_hold_models(part):
-        yield from ((f"{where}.{name}", value) for name, value in vars(part).items())
+        named, form = vars(part).items(), "{where}.{key}"
+    else:
+        return
+    for key, value in named:
+        if _worth_a_look(value):
+            yield form.format(where=where, key=key), value
+
+
+def _worth_a_look(value: Any) -> bool:
+    """Whether ``value`` may be or hold a model: not a string, a number or a numeric array,
+    which would spend the walk's bound (an encoder's 300,000 categories, each a string, used
+    all of it in half a second and hid the logistic regression after them)."""
+    if isinstance(value, np.ndarray):
+        return bool(value.dtype == object)
+    return isinstance(value, list | tuple | dict) or _may_hold_models(value)
 
 
 def _may_hold_models(part: Any) -> bool:

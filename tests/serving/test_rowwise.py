@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import (
@@ -31,7 +33,7 @@ from sklearn.svm import SVC
 from app.config import Settings
 from app.registry.store import Registry
 from app.serving.exactness import merges_exactly, probe_records
-from app.serving.rowwise import rows_together
+from app.serving.rowwise import MAX_PARTS, rows_together
 from app.serving.runner import ServedModel
 from app.training.train import fitted_fields
 from tests.helpers.toy_models import SlowModel
@@ -171,3 +173,18 @@ class Opaque:
 def test_a_model_that_cannot_be_looked_through_is_not_merged() -> None:
     found = rows_together(Opaque())
     assert found is not None and "could not be looked through" in found
+
+
+class Holder(BaseEstimator):  # type: ignore[misc]
+    """A user's model holding a logistic regression and, looked through first, many strings."""
+
+    def __init__(self, model: Any = None, categories: Any = None) -> None:
+        self.model = model
+        self.categories = categories
+
+
+def test_many_strings_do_not_hide_the_part_after_them() -> None:
+    """An encoder's categories are not parts: however many, the walk still reaches the model."""
+    categories = np.array([f"c{i}" for i in range(MAX_PARTS + 1)], dtype=object)
+    found = rows_together(Holder(LogisticRegression(), [categories]))
+    assert found == "model.model (LogisticRegression)"
