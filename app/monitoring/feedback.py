@@ -149,6 +149,13 @@ def judge(item: FeedbackItem, prediction: StoredPrediction, meta: ModelMetadata)
     """Compare the label with what the model predicted; 422 for a label the model cannot have."""
     predicted = orjson.loads(prediction.output)["prediction"]
     field = _field(item.field, "label")
+    if isinstance(predicted, list):  # one label cannot judge a row of several outputs
+        raise _error(
+            ErrorReason.INVALID_LABEL,
+            f"{meta.name} version {meta.version} predicts {len(predicted)} values per row "
+            "(multi-output): feedback takes one label per prediction, for single-output models",
+            field,
+        )
     if meta.task == "classification":
         classes = meta.classes or []
         matched = next((c for c in classes if _same(item.label, c)), None)

@@ -7,6 +7,9 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from app import metrics
 from app.config import Settings
 from app.registry.metadata import ModelMetadata
@@ -49,6 +52,9 @@ class ServedModel:
         self._scorer = compile_scorer(self.estimator, self.has_proba, fast=self.contract.numeric)
         self.loaded_at = 0.0
         self._smoke_error = ""
+        # The smoke test's one-row predictions: their dtype and shape per row (several values
+        # for a multi-output model) are what the OIP model metadata declares.
+        self.prediction_example: npt.NDArray[Any] | None = None
         self.observer = CallObserver(self.metadata, self.has_proba)
         self._executor = executor
         self._inline_max_s = settings.inline_max_ms / 1000
@@ -121,6 +127,7 @@ class ServedModel:
         if len(result.predictions) != 1:
             self._smoke_error = f"returned {len(result.predictions)} rows for 1"
             return False
+        self.prediction_example = np.asarray(result.predictions)
         return True
 
     async def still_scores(self) -> bool:

@@ -164,7 +164,14 @@ def _prepare(request: Request, notes: list[str]) -> _Candidate:
         )
     row = schema_infer.model_input(first, features, input_format)
     where = "the sample's first row" if sample is not None else "an example row"
-    _guard(lambda: estimator.predict(row), f"predict {where}")
+    answer = _guard(lambda: estimator.predict(row), f"predict {where}")
+    outputs = np.shape(answer)[1] if np.ndim(answer) == 2 else 1
+    if outputs > 1 and target is not None:
+        raise RegisterError(
+            f"--target {target!r}: the model predicts {outputs} values per row (multi-output), "
+            "which one label column cannot score; register it without --target and --gate "
+            "(no metrics, no gate)"
+        )
     stored_fmt: ArtifactFormat = "skops" if fmt == "skops" else "joblib"
     data = artifact_input.stored_bytes(loaded, stored_fmt, row)
     return _Candidate(

@@ -101,8 +101,11 @@ def estimator_params(estimator: Any) -> dict[str, Any]:
     }
 
 
-def class_labels(estimator: Any) -> list[Label]:
-    """A classifier's ``classes_`` as plain Python values (JSON, metadata.json)."""
+def class_labels(estimator: Any) -> list[Label] | None:
+    """A classifier's ``classes_`` as plain Python values (JSON, metadata.json); None for a
+    multi-output classifier, whose ``classes_`` is one array per output."""
+    if isinstance(estimator.classes_, list):
+        return None
     return [c.item() if hasattr(c, "item") else c for c in estimator.classes_]
 
 

@@ -43,11 +43,13 @@ class OipRoute(APIRoute):
 
 
 def model_metadata(served: ServedModel, versions: list[str]) -> dict[str, Any]:
-    meta = served.metadata
-    label_type = "FP64"
-    if meta.task == "classification" and meta.classes:
+    meta, example = served.metadata, served.prediction_example
+    label_type, shape = "FP64", [-1]
+    if example is not None:  # what the model answered its example: the truth
+        label_type, shape = codec.datatype_of(example), [-1, *example.shape[1:]]
+    elif meta.task == "classification" and meta.classes:
         label_type = _LABEL_TYPES.get(type(meta.classes[0]), "BYTES")
-    outputs = [{"name": codec.PREDICT, "datatype": label_type, "shape": [-1]}]
+    outputs = [{"name": codec.PREDICT, "datatype": label_type, "shape": shape}]
     if served.has_proba:
         classes = len(meta.classes or [])
         outputs.append({"name": codec.PREDICT_PROBA, "datatype": "FP64", "shape": [-1, classes]})
