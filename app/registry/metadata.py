@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Task = Literal["classification", "regression"]
 Label = int | float | str | bool
 FeatureKind = Literal["number", "integer", "boolean", "string"]
-InputFormat = Literal["array", "frame"]
+InputFormat = Literal["array", "frame", "text"]
 Value = float | int | str | bool | None
 
 
@@ -121,8 +121,9 @@ class ModelMetadata(BaseModel):
     )
     input_format: InputFormat = Field(
         "array",
-        description="What the estimator was fitted on: a float64 array, or a pandas DataFrame "
-        "with the features as columns (estimators that know feature_names_in_).",
+        description="What the estimator was fitted on: a float64 array, a pandas DataFrame "
+        "with the features as columns (estimators that know feature_names_in_), or text: one "
+        "string per row (a pipeline whose first step is a text vectorizer).",
     )
     reference: Reference = Field(default_factory=Reference)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -155,6 +155,8 @@ class InputContract:
         return matrix
 
     def _record(self, instance: Any, i: int, path: str) -> list[Any]:
+        if isinstance(instance, str) and self.input_format == "text":
+            return [instance]  # a text model's row may be the text itself
         if isinstance(instance, list):
             return self._positional(instance, i, path)
         if isinstance(instance, dict):
@@ -162,10 +164,11 @@ class InputContract:
         # describe_value() speaks of a bad *feature value*; here the whole row has the wrong shape.
         bare_number = isinstance(instance, int | float) and not isinstance(instance, bool)
         got = f"the number {instance!r}" if bare_number else describe_value(instance)
+        text = "a string (the text), " if self.input_format == "text" else ""
         raise _invalid(
             ErrorReason.INVALID_REQUEST,
             f"{path}[{i}]",
-            f"must be a list of feature values or an object of feature values, got {got}",
+            f"must be {text}a list of feature values or an object of feature values, got {got}",
         )
 
     def _positional(self, instance: list[Any], i: int, path: str) -> list[Any]:
@@ -213,6 +216,8 @@ class InputContract:
         return row
 
     def _field(self, path: str, i: int, instance: Any, j: int) -> str:
+        if isinstance(instance, str):
+            return f"{path}[{i}]"
         if isinstance(instance, dict):
             return f"{path}[{i}].{self.feature_names[j]}"
         return f"{path}[{i}][{j}]"

@@ -109,9 +109,12 @@ def column(spec: FeatureSpec, values: Sequence[Any]) -> npt.NDArray[Any]:
 def model_input(
     features: Sequence[FeatureSpec], rows: list[list[Any]], input_format: InputFormat
 ) -> npt.NDArray[Any] | pd.DataFrame:
-    """Checked rows as the estimator's input: a DataFrame (frame) or an array."""
+    """Checked rows as the estimator's input: a DataFrame (frame), an array, or the texts
+    (text: the one feature's strings, a 1-D object array, as a vectorizer takes them)."""
     by_feature = list(zip(*rows, strict=True)) if rows else [() for _ in features]
     columns = [column(spec, values) for spec, values in zip(features, by_feature, strict=True)]
+    if input_format == "text":
+        return columns[0]
     if input_format == "frame":
         return pd.DataFrame(
             {spec.name: col for spec, col in zip(features, columns, strict=True)}, copy=False

@@ -122,7 +122,8 @@ def build_frame_reference(
         values = values[~np.isnan(values)]
         if len(values):  # a column with no value at all has nothing to compare against
             numeric[spec.name] = feature_reference(values)
-    strings = [spec.name for spec in features if spec.kind == "string"]
+    # Free text (no categories: a text model's documents) has no categories to count.
+    strings = [s.name for s in features if s.kind == "string" and s.categories is not None]
     return Reference(
         features=numeric,
         categorical=build_categorical_reference(frame, strings),

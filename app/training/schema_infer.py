@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
@@ -71,8 +72,21 @@ def fitted_names(estimator: Any) -> list[str] | None:
     return None
 
 
+TEXT_FEATURE = "text"
+"""A text model's one feature, named so when neither a signature nor a sample names it."""
+
+
+def takes_text(estimator: Any) -> bool:
+    """The model (or its pipeline's first step) is a text vectorizer, fitted on a sequence of
+    strings, one document per row (``make_pipeline(TfidfVectorizer(), ...).fit(texts, y)``)."""
+    steps = _flat(estimator)
+    return bool(steps) and isinstance(steps[0], CountVectorizer | HashingVectorizer)
+
+
 def input_format(estimator: Any) -> InputFormat:
-    return "frame" if fitted_names(estimator) is not None else "array"
+    if fitted_names(estimator) is not None:
+        return "frame"
+    return "text" if takes_text(estimator) else "array"
 
 
 def feature_names(
@@ -83,6 +97,8 @@ def feature_names(
 ) -> list[str]:
     """The estimator's names, else the signature's, the sample's columns, or ``x0..x{n-1}``."""
     fitted, signed = fitted_names(estimator), [n for n, _ in signature or ()] or None
+    if fitted is None and takes_text(estimator):
+        return _text_name(signed, sample, target)
     if fitted is not None and signed is not None and signed != fitted:
         raise SchemaError(
             f"the MLflow signature's inputs ({_some(signed)}) are not the estimator's "
@@ -178,6 +194,27 @@ def passes_missing(route: Route | None, final: Any, name: str) -> bool:
     return allows_nan(final)
 
 
+def _text_name(
+    signed: list[str] | None, sample: pd.DataFrame | None, target: str | None
+) -> list[str]:
+    """The one column of a text model: the signature's or the sample's, else ``text``."""
+    columns = None if sample is None else [str(c) for c in sample.columns if c != target]
+    names = signed or columns or [TEXT_FEATURE]
+    if len(names) != 1:
+        whose = "MLflow signature's inputs" if signed else "sample's columns"
+        hint = "" if target or signed else " (pass --target if one of them is the label)"
+        raise SchemaError(
+            f"the model takes one text per row (its first step is a text vectorizer), but the "
+            f"{whose} are {len(names)}: {_some(names)}{hint}"
+        )
+    return names
+
+
+def _text_feature(name: str) -> FeatureSpec:
+    """Free text: a string, never missing (a vectorizer refuses NaN), no categories."""
+    return FeatureSpec(name=name, dtype="object", kind="string", nullable=False)
+
+
 def infer_features(
     estimator: Any,
     sample: pd.DataFrame | None = None,
@@ -186,6 +223,8 @@ def infer_features(
 ) -> list[FeatureSpec]:
     """One ``FeatureSpec`` per feature, in the order the model takes them."""
     names = feature_names(estimator, sample, target, signature)
+    if input_format(estimator) == "text":
+        return [_text_feature(names[0])]
     paths, final, signed = routes(estimator, names), _flat(estimator)[-1], dict(signature or ())
     fmt, features = input_format(estimator), []
     for name in names:
@@ -229,10 +268,12 @@ def example_row(features: Sequence[FeatureSpec]) -> list[Value]:
 
 def model_input(
     frame: pd.DataFrame, features: Sequence[FeatureSpec], fmt: InputFormat
-) -> pd.DataFrame | npt.NDArray[np.float64]:
-    """Rows as the server will give them to the model: a float64 array (array models), else
-    the typed frame training uses (``app.training.data.typed_frame``: float64 with NaN,
-    int64, bool, objects with None), whose dtypes are those of served requests."""
+) -> pd.DataFrame | npt.NDArray[Any]:
+    """Rows as the server will give them to the model: a float64 array (array models), the
+    texts as a 1-D object array (text models), else the typed frame training uses
+    (``app.training.data.typed_frame``: float64 with NaN, int64, bool, objects with None),
+    whose dtypes are those of served requests."""
     if fmt == "array":
         return frame[[f.name for f in features]].astype(np.float64).to_numpy()
-    return typed_frame(frame, features)
+    typed = typed_frame(frame, features)
+    return typed[features[0].name].to_numpy(dtype=object) if fmt == "text" else typed

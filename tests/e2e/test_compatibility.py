@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
@@ -64,11 +65,12 @@ from sklearn.ensemble import (
     VotingClassifier,
 )
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, RidgeClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.naive_bayes import GaussianNB
+from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -91,7 +93,7 @@ CLIENTS = 16
 TARGET = "y"
 
 Matrix = npt.NDArray[Any]
-Features = Matrix | pd.DataFrame
+Features = Matrix | pd.DataFrame | pd.Series  # a Series: a text model's documents
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def _split(X: Features, y: Matrix, classification: bool) -> Data:
     X_train, X_test, y_train, _ = train_test_split(
         X, y, test_size=test, random_state=SEED, stratify=y if classification else None
     )
-    if isinstance(X_train, pd.DataFrame):
+    if isinstance(X_train, pd.DataFrame | pd.Series):
         X_train, X_test = X_train.reset_index(drop=True), X_test.reset_index(drop=True)
     return Data(X_train, np.asarray(y_train), X_test)
 
@@ -286,6 +288,20 @@ def counts_frame() -> Data:
     return _split(frame, price, False)
 
 
+@functools.cache
+def reviews() -> Data:
+    """Short reviews, one string each (a pandas Series): what a text model is fitted on. Case,
+    punctuation, accents and an emoji: the vectorizer's tokens, not the server's business."""
+    rng = np.random.default_rng(SEED + 5)
+    words = ["good", "Great!", "fine", "love", "nice", "cheap", "bad", "awful", "slow", "hate"]
+    words += ["broken", "ok", "très bien", "naïve", "meh...", "😀", "so-so", "the", "a", "it"]
+    good = {"good", "Great!", "fine", "love", "nice", "cheap", "très bien", "😀"}
+    docs = [list(rng.choice(words, rng.integers(3, 14))) for _ in range(600)]
+    y = [2 * sum(w in good for w in doc) > sum(w not in good for w in doc) for doc in docs]
+    texts = pd.Series([" ".join(doc) for doc in docs], name="review")
+    return _split(texts, np.asarray(y, dtype=np.int64), True)
+
+
 # ---- families ------------------------------------------------------------------------------
 
 
@@ -321,6 +337,10 @@ def _voting() -> VotingClassifier:
 def _binned_forest() -> Pipeline:
     binned = KBinsDiscretizer(encode="ordinal", quantile_method="averaged_inverted_cdf")
     return make_pipeline(binned, RandomForestClassifier(10, random_state=SEED))
+
+
+def _text(*steps: Any) -> Callable[[], Pipeline]:
+    return lambda: make_pipeline(*(clone(step) for step in steps))
 
 
 def _log_target() -> TransformedTargetRegressor:
@@ -384,6 +404,19 @@ FAMILIES = [
     Family("label-spreading", iris, LabelSpreading, blas=True),
     Family("one-vs-rest", wine, _scaled(OneVsRestClassifier(LogisticRegression())), blas=True),
     Family("kbins-forest", blobs, _binned_forest),
+    # Fitted on a sequence of strings: the server hands the model one document per row.
+    Family("tfidf-logistic", reviews, _text(TfidfVectorizer(), LogisticRegression()), blas=True),
+    Family(
+        "counts-bayes",
+        reviews,
+        _text(CountVectorizer(ngram_range=(1, 2)), MultinomialNB()),
+        blas=True,
+    ),
+    Family(
+        "hashing-forest",
+        reviews,
+        _text(HashingVectorizer(n_features=512), RandomForestClassifier(10, random_state=SEED)),
+    ),
     Family("linear-regression", diabetes, LinearRegression, REG, blas=True),
     Family("ridge", regression, Ridge, REG, blas=True),
     Family(
@@ -427,6 +460,8 @@ def native(value: Any) -> Any:
 
 def columns_of(X: Features) -> dict[str, list[Any]]:
     """Each feature's held-out values as JSON natives, by feature name."""
+    if isinstance(X, pd.Series):
+        return {str(X.name): X.tolist()}
     if isinstance(X, pd.DataFrame):
         return {str(c): [native(v) for v in X[c].tolist()] for c in X.columns}
     return {f"x{j}": [native(v) for v in X[:, j].tolist()] for j in range(X.shape[1])}
@@ -434,6 +469,8 @@ def columns_of(X: Features) -> dict[str, list[Any]]:
 
 def datatype(X: Features, name: str) -> str:
     """The OIP datatype a client picks for a feature column."""
+    if isinstance(X, pd.Series):
+        return "BYTES"
     if not isinstance(X, pd.DataFrame):
         return "FP64"
     dtype = X[name].dtype
@@ -459,7 +496,7 @@ def key(value: Any) -> str:
 
 
 def rows_of(X: Any, start: int, stop: int) -> Any:
-    return X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop]
+    return X.iloc[start:stop] if isinstance(X, pd.DataFrame | pd.Series) else X[start:stop]
 
 
 # ---- one family: fitted, its in-process answers, registered, its requests ------------------
@@ -497,9 +534,17 @@ class Case:
         return isinstance(self.data.X_train, pd.DataFrame)
 
     @property
+    def text(self) -> bool:
+        return isinstance(self.data.X_train, pd.Series)
+
+    @property
+    def input_format(self) -> str:
+        return "frame" if self.frame else "text" if self.text else "array"
+
+    @property
     def typed(self) -> bool:
         """Sent column-wise on v2 and as JSON to the CLI: fitted on a frame, or with nulls."""
-        return self.frame or any(v is None for col in self.columns.values() for v in col)
+        return self.frame or self.text or any(v is None for c in self.columns.values() for v in c)
 
     @property
     def rows(self) -> int:
@@ -515,7 +560,10 @@ class Case:
         return [[self.columns[n][i] for n in names] for i in range(start, stop)]
 
     def records(self, start: int, stop: int) -> list[Any]:
-        """``instances``: objects keyed by feature name (frames), lists in order otherwise."""
+        """``instances``: objects keyed by feature name (frames), the texts themselves (text
+        models), lists in order otherwise."""
+        if self.text:
+            return [row[0] for row in self.table(start, stop)]
         if self.frame:
             names = list(self.columns)
             return [dict(zip(names, row, strict=True)) for row in self.table(start, stop)]
@@ -605,6 +653,8 @@ def sample_frame(case: Case) -> pd.DataFrame:
     X = case.data.X_train
     if isinstance(X, pd.DataFrame):
         frame = X.copy()
+    elif isinstance(X, pd.Series):
+        frame = X.to_frame()
     else:
         frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
     frame[TARGET] = case.data.y_train
@@ -894,4 +944,4 @@ def test_registered_with_metrics_and_promoted(world: World, family: str) -> None
     metadata = json.loads((world.registry / family / version / "metadata.json").read_text())
     wanted = "accuracy" if world.cases[family].family.task == "classification" else "r2"
     assert wanted in metadata["metrics"], metadata["metrics"]
-    assert metadata["input_format"] == ("frame" if world.cases[family].frame else "array")
+    assert metadata["input_format"] == world.cases[family].input_format
