@@ -72,6 +72,7 @@ def fitted_names(estimator: Any) -> list[str] | None:
     return None
 
 
+TEXT_VECTORIZERS = (CountVectorizer, HashingVectorizer)  # TfidfVectorizer is a CountVectorizer
 TEXT_FEATURE = "text"
 """A text model's one feature, named so when neither a signature nor a sample names it."""
 
@@ -80,7 +81,7 @@ def takes_text(estimator: Any) -> bool:
     """The model (or its pipeline's first step) is a text vectorizer, fitted on a sequence of
     strings, one document per row (``make_pipeline(TfidfVectorizer(), ...).fit(texts, y)``)."""
     steps = _flat(estimator)
-    return bool(steps) and isinstance(steps[0], CountVectorizer | HashingVectorizer)
+    return bool(steps) and isinstance(steps[0], TEXT_VECTORIZERS)
 
 
 def input_format(estimator: Any) -> InputFormat:
@@ -231,14 +232,16 @@ def infer_features(
         route = paths[name]
         fitted = encoder_categories(route, name) if route else None
         categories = {str(c) for c in fitted or () if not _missing(c)}
-        # An encoder fitted on text takes text, even where a CSV reads codes as numbers.
-        strings = any(isinstance(c, str) for c in fitted or ())
+        # An encoder fitted on text takes text, even where a CSV reads codes as numbers; a
+        # column a vectorizer reads is free text: no categories, every value is new.
+        free_text = route is not None and any(isinstance(s, TEXT_VECTORIZERS) for s in route.branch)
+        strings = free_text or any(isinstance(c, str) for c in fitted or ())
         if sample is not None:
             column = sample[name]
             kind = "string" if strings else infer_kind(column)
             dtype = "object" if kind == "string" else str(column.dtype)  # as served: objects
             nullable = bool(column.isna().any())
-            if kind == "string":
+            if kind == "string" and not free_text:
                 categories |= {str(v) for v in column.dropna()}
         else:
             kind = signed.get(name) or ("string" if strings else "number")

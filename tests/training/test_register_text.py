@@ -9,12 +9,15 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from app.registry.store import Registry
+from app.training.reference import build_frame_reference
 from app.training.register import RegisterError, Request, run
 from app.training.schema_infer import infer_features, input_format, model_input
 
@@ -84,3 +87,18 @@ def test_register_scores_the_texts_and_keeps_no_categories(tmp_path: Path) -> No
     accuracy = model.score(frame.review.tolist(), frame.label)
     assert meta.metrics["accuracy"] == pytest.approx(accuracy)
     assert meta.reference.categorical == {} and meta.reference.features == {}
+
+
+def test_a_frame_models_text_column_is_free_text_beside_its_categories() -> None:
+    frame = reviews().assign(plan=lambda f: np.where(f.index % 3 == 0, "pro", "basic"))
+    columns = ColumnTransformer(
+        [("words", TfidfVectorizer(), "review"), ("plan", OneHotEncoder(), ["plan"])]
+    )
+    X = frame.drop(columns="label")
+    model = make_pipeline(columns, LogisticRegression()).fit(X, frame.label)
+    assert input_format(model) == "frame"
+    specs = {f.name: f for f in infer_features(model, frame, "label")}
+    assert (specs["review"].kind, specs["review"].categories) == ("string", None)
+    assert specs["plan"].categories == ["basic", "pro"]
+    reference = build_frame_reference(X, frame.label.to_numpy(), list(specs.values()), True)
+    assert set(reference.categorical) == {"plan"}
