@@ -30,7 +30,7 @@ from app.registry.store import Registry
 from app.training import artifact_input, calibration, compare, schema_infer, train
 from app.training.background import frame_rows
 from app.training.card import registered_card
-from app.training.data import NUMERIC_KINDS, example_row, typed_frame
+from app.training.data import NUMERIC_KINDS, example_row
 from app.training.evaluate import score
 from app.training.quality import DEFAULT_PRIMARY, DEFAULT_THRESHOLDS, METRICS
 from app.training.reference import build_frame_reference, frame_fingerprint
@@ -252,7 +252,7 @@ def _store(
         "classes": train.class_labels(loaded.estimator) if c.task == "classification" else None,
         "target": request.target or "target",
         "data_fingerprint": f"sha256:{loaded.sha256}",
-        "example": example_row(typed_frame(c.first, c.features)),
+        "example": example_row(schema_infer.typed_sample(c.first, c.features, c.input_format)),
         "input_format": c.input_format,
         "metrics": out.metrics,
         "params": train.estimator_params(loaded.estimator),
@@ -262,7 +262,7 @@ def _store(
         fields["converted_from"] = {"format": loaded.fmt, "sha256": loaded.sha256}
     if sample is not None:
         # Drift bins of numbers, integers and booleans; category shares of strings.
-        typed = typed_frame(sample, c.features)
+        typed = schema_infer.typed_sample(sample, c.features, c.input_format)
         classification = c.task == "classification" and len(y) > 0
         fields["reference"] = build_frame_reference(typed, y, c.features, classification)
         fields["data_fingerprint"] = frame_fingerprint(typed, y)

@@ -278,5 +278,14 @@ def model_input(
     whose dtypes are those of served requests."""
     if fmt == "array":
         return frame[[f.name for f in features]].astype(np.float64).to_numpy()
-    typed = typed_frame(frame, features)
+    typed = typed_sample(frame, features, fmt)
     return typed[features[0].name].to_numpy(dtype=object) if fmt == "text" else typed
+
+
+def typed_sample(
+    frame: pd.DataFrame, features: Sequence[FeatureSpec], fmt: InputFormat
+) -> pd.DataFrame:
+    """``typed_frame``, but a text model's missing texts are empty ones: a CSV writes an empty
+    text as an empty cell, which reads back missing (and a vectorizer takes no missing text)."""
+    typed = typed_frame(frame, features)
+    return typed.fillna({features[0].name: ""}) if fmt == "text" else typed

@@ -75,6 +75,7 @@ def test_a_sample_with_more_than_one_column_is_refused_naming_them(tmp_path: Pat
 def test_register_scores_the_texts_and_keeps_no_categories(tmp_path: Path) -> None:
     model = make_pipeline(CountVectorizer(), MultinomialNB())
     frame = reviews()
+    frame.loc[::3, "review"] = ""  # empty cells in the CSV, read back as missing
     model.fit(frame.review.tolist(), frame.label)
     artifact, sample = tmp_path / "model.joblib", tmp_path / "sample.csv"
     joblib.dump(model, artifact)
@@ -83,7 +84,8 @@ def test_register_scores_the_texts_and_keeps_no_categories(tmp_path: Path) -> No
     outcome = run(Request("reviews", artifact, sample, "label", promote=True), registry)
     assert outcome.status == "registered"
     meta = registry.metadata("reviews", "1")
-    assert meta.input_format == "text" and meta.example == [frame.review[0]]
+    assert meta.input_format == "text" and meta.example == [""]  # as fitted: not missing
+    assert all(isinstance(row[0], str) for row in meta.background), meta.background
     accuracy = model.score(frame.review.tolist(), frame.label)
     assert meta.metrics["accuracy"] == pytest.approx(accuracy)
     assert meta.reference.categorical == {} and meta.reference.features == {}
