@@ -223,11 +223,11 @@ def infer_features(
     signature: Signature | None = None,
 ) -> list[FeatureSpec]:
     """One ``FeatureSpec`` per feature, in the order the model takes them."""
-    names = feature_names(estimator, sample, target, signature)
-    if input_format(estimator) == "text":
+    names, fmt = feature_names(estimator, sample, target, signature), input_format(estimator)
+    if fmt == "text":
         return [_text_feature(names[0])]
     paths, final, signed = routes(estimator, names), _flat(estimator)[-1], dict(signature or ())
-    fmt, features = input_format(estimator), []
+    features: list[FeatureSpec] = []
     for name in names:
         route = paths[name]
         fitted = encoder_categories(route, name) if route else None
