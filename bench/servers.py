@@ -37,6 +37,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    p90_ms: float = 0.0  # what post.lua prints; other load tools' results may lack it
 
     @classmethod
     def parse(cls, stdout: str) -> WrkResult:
@@ -53,6 +54,7 @@ class WrkResult:
             p50_ms=raw["p50_us"] / 1000,
             p99_ms=raw["p99_us"] / 1000,
             max_ms=raw["max_us"] / 1000,
+            p90_ms=raw["p90_us"] / 1000,
         )
 
     @property
