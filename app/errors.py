@@ -33,6 +33,8 @@ class ErrorReason(StrEnum):
     INVALID_VALUE = "invalid_value"
     BATCH_TOO_LARGE = "batch_too_large"
     BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_ENCODING = "unsupported_encoding"  # a Content-Encoding other than gzip/deflate
+    INVALID_ENCODING = "invalid_encoding"  # a gzip or deflate body that does not decompress
     BODY_TIMEOUT = "body_timeout"
     CLIENT_DISCONNECTED = "client_disconnected"  # the client left before its body was sent
     HEADER_TIMEOUT = "header_timeout"

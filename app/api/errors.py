@@ -28,6 +28,8 @@ STATUS: Mapping[ErrorReason, int] = {
     R.INVALID_VALUE: 422,
     R.BATCH_TOO_LARGE: 413,
     R.BODY_TOO_LARGE: 413,
+    R.UNSUPPORTED_ENCODING: 415,
+    R.INVALID_ENCODING: 400,
     R.BODY_TIMEOUT: 408,
     R.CLIENT_DISCONNECTED: 499,  # nginx's "client closed request": never sent, only counted
     R.HEADER_TIMEOUT: 408,
@@ -58,6 +60,8 @@ GRPC_STATUS: Mapping[ErrorReason, grpc.StatusCode] = {
     R.INVALID_VALUE: C.INVALID_ARGUMENT,
     R.BATCH_TOO_LARGE: C.INVALID_ARGUMENT,
     R.BODY_TOO_LARGE: C.RESOURCE_EXHAUSTED,  # what grpc answers past its message size itself
+    R.UNSUPPORTED_ENCODING: C.UNIMPLEMENTED,  # grpc's own compression is its transport's
+    R.INVALID_ENCODING: C.INVALID_ARGUMENT,
     R.BODY_TIMEOUT: C.DEADLINE_EXCEEDED,
     R.CLIENT_DISCONNECTED: C.CANCELLED,
     R.HEADER_TIMEOUT: C.DEADLINE_EXCEEDED,

@@ -6,7 +6,8 @@ script (``clients/tritonclient_calls.py``) runs in tritonclient's own virtualenv
 model as one ``[N, 30]`` FP64 tensor, the churn pipeline as one tensor per feature (BYTES from
 object arrays of str, INT64, FP64 with NaN for a missing tenure, BOOL), batches of 1 and 50,
 with no requested outputs (the client then takes the server's default) and with ``predict``
-and ``predict_proba`` requested. Every value must be what the model returns in-process.
+and ``predict_proba`` requested; over HTTP also with the client's request compression (gzip
+and deflate bodies). Every value must be what the model returns in-process.
 """
 
 from __future__ import annotations
@@ -33,16 +34,27 @@ def _calls() -> list[dict[str, Any]]:
     return v2_calls(("http", "grpc"))
 
 
-def exchange(http: str, grpc: str, workdir: Path) -> dict[str, Any]:
+def _compressed_calls() -> list[dict[str, Any]]:
+    """The HTTP calls of 50 rows, their bodies gzip- or deflate-compressed by the client."""
+    calls = [c for c in v2_calls(("http", "http")) if c["n"] > 1 and c["outputs"] is not None]
+    half = len(calls) // 2  # v2_calls made each call twice: one per compression
+    return [{**c, "compression": "gzip" if i < half else "deflate"} for i, c in enumerate(calls)]
+
+
+def exchange(
+    http: str, grpc: str, workdir: Path, calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The calls made by tritonclient against ``http`` and ``grpc``; its report."""
-    spec = {"http": http, "grpc": grpc, "calls": _calls()}
+    spec = {"http": http, "grpc": grpc, "calls": _calls() if calls is None else calls}
     return run_client("tritonclient", "tritonclient_calls.py", spec, workdir)
 
 
-def verify(served: Served, report: dict[str, Any]) -> None:
+def verify(
+    served: Served, report: dict[str, Any], calls: list[dict[str, Any]] | None = None
+) -> None:
     assert "binary_tensor_data" in report["extensions"]
     assert report["grpc_ready"] is True
-    for call, got in zip(_calls(), report["calls"], strict=True):
+    for call, got in zip(_calls() if calls is None else calls, report["calls"], strict=True):
         model, n, protocol = call["model"], call["n"], call["protocol"]
         where = f"tritonclient {protocol}, {model}, {n} rows, outputs {call['outputs']}"
         if protocol == "http":  # every output came back as binary data, as asked by default
@@ -62,3 +74,11 @@ def verify(served: Served, report: dict[str, Any]) -> None:
 
 def test_tritonclient_defaults_get_the_models_own_answers(served: Served, tmp_path: Path) -> None:
     verify(served, exchange(served.http, served.grpc, tmp_path))
+
+
+def test_tritonclient_compressed_requests_get_the_models_own_answers(
+    served: Served, tmp_path: Path
+) -> None:
+    calls = _compressed_calls()
+    assert {c["compression"] for c in calls} == {"gzip", "deflate"}
+    verify(served, exchange(served.http, served.grpc, tmp_path, calls), calls)

@@ -2,7 +2,8 @@
 
 ``python tritonclient_calls.py SPEC.json`` reads ``{"http", "grpc", "calls": [{"protocol":
 "http" | "grpc", "model", "inputs": [{"name", "datatype", "values"}], "outputs": null |
-[names]}]}`` and makes each call with the official client as its documentation shows
+[names], "compression": optional "gzip" | "deflate", HTTP's request and response
+compression}]}`` and makes each call with the official client as its documentation shows
 (``InferInput.set_data_from_numpy``, whose default sends binary tensor data over HTTP and
 ``raw_input_contents`` over gRPC; no requested outputs, or ``InferRequestedOutput``, binary by
 default). It prints JSON: the server's extensions, and per call the HTTP response header and
@@ -33,7 +34,13 @@ def call(clients: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         inputs.append(infer_input)
     outputs = spec["outputs"]
     requested = None if outputs is None else [module.InferRequestedOutput(n) for n in outputs]
-    result = clients[spec["protocol"]].infer(spec["model"], inputs, outputs=requested)
+    compressed = {}
+    if spec.get("compression"):
+        compressed = {
+            "request_compression_algorithm": spec["compression"],
+            "response_compression_algorithm": spec["compression"],
+        }
+    result = clients[spec["protocol"]].infer(spec["model"], inputs, outputs=requested, **compressed)
     if spec["protocol"] == "http":
         response = result.get_response()
     else:
