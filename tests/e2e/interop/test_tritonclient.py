@@ -6,8 +6,8 @@ script (``clients/tritonclient_calls.py``) runs in tritonclient's own virtualenv
 model as one ``[N, 30]`` FP64 tensor, the churn pipeline as one tensor per feature (BYTES from
 object arrays of str, INT64, FP64 with NaN for a missing tenure, BOOL), batches of 1 and 50,
 with no requested outputs (the client then takes the server's default) and with ``predict``
-and ``predict_proba`` requested; over HTTP also with the client's request compression (gzip
-and deflate bodies). Every value must be what the model returns in-process.
+and ``predict_proba`` requested; also with the client's compression (gzip and deflate: HTTP
+request bodies, gRPC messages). Every value must be what the model returns in-process.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def _calls() -> list[dict[str, Any]]:
 
 
 def _compressed_calls() -> list[dict[str, Any]]:
-    """The HTTP calls of 50 rows, their bodies gzip- or deflate-compressed by the client."""
-    calls = [c for c in v2_calls(("http", "http")) if c["n"] > 1 and c["outputs"] is not None]
-    half = len(calls) // 2  # v2_calls made each call twice: one per compression
-    return [{**c, "compression": "gzip" if i < half else "deflate"} for i, c in enumerate(calls)]
+    """The calls of 50 rows, compressed by the client with gzip and with deflate: the HTTP
+    request body (``Content-Encoding``), the gRPC message (grpc's own compression)."""
+    calls = [c for c in v2_calls(("http", "grpc")) if c["n"] > 1 and c["outputs"] is not None]
+    return [{**c, "compression": coding} for coding in ("gzip", "deflate") for c in calls]
 
 
 def exchange(
@@ -80,5 +80,7 @@ def test_tritonclient_compressed_requests_get_the_models_own_answers(
     served: Served, tmp_path: Path
 ) -> None:
     calls = _compressed_calls()
-    assert {c["compression"] for c in calls} == {"gzip", "deflate"}
+    assert {(c["protocol"], c["compression"]) for c in calls} == {
+        (p, c) for p in ("http", "grpc") for c in ("gzip", "deflate")
+    }
     verify(served, exchange(served.http, served.grpc, tmp_path, calls), calls)

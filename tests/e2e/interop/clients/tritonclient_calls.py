@@ -1,14 +1,14 @@
 """A tritonclient user's script, run in tritonclient's own virtualenv, never in modelserve's.
 
 ``python tritonclient_calls.py SPEC.json`` reads ``{"http", "grpc", "calls": [{"protocol":
-"http" | "grpc", "model", "inputs": [{"name", "datatype", "values"}], "outputs": null |
-[names], "compression": optional "gzip" | "deflate", HTTP's request and response
-compression}]}`` and makes each call with the official client as its documentation shows
+"http" | "grpc", "model", "inputs": [{"name", "datatype", "values"}], "outputs": null | [names],
+"compression": optional "gzip" | "deflate": HTTP's request and response compression, gRPC's
+message compression}]}`` and makes each call with the official client as its documentation shows
 (``InferInput.set_data_from_numpy``, whose default sends binary tensor data over HTTP and
 ``raw_input_contents`` over gRPC; no requested outputs, or ``InferRequestedOutput``, binary by
 default). It prints JSON: the server's extensions, and per call the HTTP response header and
-each output's numpy dtype, shape and values (bytes decoded as UTF-8; floats round-trip
-exactly). Only tritonclient and numpy are importable here.
+each output's numpy dtype, shape and values (bytes decoded as UTF-8; floats round-trip exactly).
+Only tritonclient and numpy are importable here.
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ def call(clients: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     outputs = spec["outputs"]
     requested = None if outputs is None else [module.InferRequestedOutput(n) for n in outputs]
     compressed = {}
-    if spec.get("compression"):
+    if spec.get("compression") and spec["protocol"] == "http":
         compressed = {
             "request_compression_algorithm": spec["compression"],
             "response_compression_algorithm": spec["compression"],
         }
+    elif spec.get("compression"):
+        compressed = {"compression_algorithm": spec["compression"]}
     result = clients[spec["protocol"]].infer(spec["model"], inputs, outputs=requested, **compressed)
     if spec["protocol"] == "http":
         response = result.get_response()
