@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import FOREST, LOGISTIC, MIXED, build_registry, example_records, example_rows
-from bench.servers import BenchServer, WrkResult, write_body, write_records_body, wrk
+from bench.servers import WrkResult, fresh_c64, write_body, write_records_body
 
 MODELS = {"logistic": LOGISTIC, "forest": FOREST, "mixed": MIXED}
 
@@ -62,7 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     model = MODELS[args.model]
     work = Path(tempfile.mkdtemp(prefix="modelserve-ab-"))
-    registry = build_registry(work / "models")
+    models = work / "models"
+    registry = build_registry(models)
     body = work / "body.json"
     if model == MIXED:
         write_records_body(body, example_records(registry, model, 1))
@@ -71,11 +72,9 @@ def main() -> None:
     runs: dict[str, list[WrkResult]] = {v.name: [] for v in args.variants}
     for i in range(args.rounds):
         for v in args.variants if i % 2 == 0 else args.variants[::-1]:
-            start = BenchServer.start
-            with start("modelserve", work, work / "models", model, v.env, v.checkout) as server:
-                url = server.url + server.predict_path(model)
-                wrk(url, body, 16, 2)
-                result = wrk(url, body, 64, args.duration)
+            result = fresh_c64(
+                work, models, model, body, args.duration, 2, env=v.env, repo=v.checkout
+            )
             runs[v.name].append(result)
             print(line(v.name, result), flush=True)
     print("median of the rounds:")
@@ -84,18 +83,16 @@ def main() -> None:
 
 
 def _median(results: list[WrkResult]) -> WrkResult:
-    def mid(values: list[float]) -> float:
-        return statistics.median(values)
-
+    mid = statistics.median
     return WrkResult(
-        requests=round(mid([r.rps for r in results])),
+        requests=round(mid(r.rps for r in results)),
         seconds=1.0,
         socket_errors=sum(r.socket_errors for r in results),
         non_2xx=sum(r.non_2xx for r in results),
-        p50_ms=mid([r.p50_ms for r in results]),
-        p90_ms=mid([r.p90_ms for r in results]),
-        p99_ms=mid([r.p99_ms for r in results]),
-        max_ms=mid([r.max_ms for r in results]),
+        p50_ms=mid(r.p50_ms for r in results),
+        p90_ms=mid(r.p90_ms for r in results),
+        p99_ms=mid(r.p99_ms for r in results),
+        max_ms=mid(r.max_ms for r in results),
     )
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.servers import BenchServer, WrkResult, cell, wrk
+from bench.servers import WrkResult, cell, fresh_c64
 
 FILED_ON = "c77e811"
 """main when issue #27 was filed (2026-12-06)."""
@@ -68,11 +68,10 @@ def paired_runs(
             sides = [(KIND, repo), ("modelserve", None)]
             got: dict[str, WrkResult] = {}
             for kind, checkout_ in sides if i % 2 == 0 else sides[::-1]:
-                with BenchServer.start(kind, work, registry, model, repo=checkout_) as srv:
-                    url = srv.url + srv.predict_path(model)
-                    wrk(url, body, 16, warmup)
-                    got[kind] = wrk(url, body, 64, seconds)
-                    print(f"{kind} {model} c=64 (pair {i + 1}): {got[kind]}", file=sys.stderr)
+                got[kind] = fresh_c64(
+                    work, registry, model, body, seconds, warmup, kind, repo=checkout_
+                )
+                print(f"{kind} {model} c=64 (pair {i + 1}): {got[kind]}", file=sys.stderr)
             pairs.append((got[KIND], got["modelserve"]))
         paired[model] = pairs
     return paired

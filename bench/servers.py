@@ -189,6 +189,24 @@ class BenchServer:
         stop_process(self.proc, timeout=30)
 
 
+def fresh_c64(
+    work: Path,
+    registry: Path,
+    model: str,
+    body: Path,
+    seconds: float,
+    warmup: float,
+    kind: str = "modelserve",
+    env: dict[str, str] | None = None,
+    repo: Path | None = None,
+) -> WrkResult:
+    """One c=64 run on a fresh one-process server of ``kind``, warmed at c=16 first."""
+    with BenchServer.start(kind, work, registry, model, env, repo) as server:
+        url = server.url + server.predict_path(model)
+        wrk(url, body, 16, warmup)
+        return wrk(url, body, 64, seconds)
+
+
 @dataclass
 class Probe:
     """Sequential requests beside the load: their status and latency, one by one."""
