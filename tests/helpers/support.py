@@ -28,11 +28,38 @@ def copy_registry(dst: Path) -> Path:
     return dst
 
 
+# Ports below the kernel's ephemeral range (32768-60999 on Linux) and below Kubernetes'
+# NodePorts (30000-32767), one block per xdist worker, handed out in turn: a port the kernel
+# picks for bind(("127.0.0.1", 0)) is free only until it is closed, so two servers of one test
+# (or of two workers) could be given the same one; the second fails to bind while the first
+# answers its readiness probe and its requests.
+_PORTS = range(20000, 30000)
+
+
+def _port_block() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = len(_PORTS) // max(workers, 1)
+    start = _PORTS.start + size * (worker % max(workers, 1))
+    return range(start, start + size)
+
+
+_block = _port_block()
+_next = _block.start + (os.getpid() % len(_block))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port that is free now and that no other call of this test run returns."""
+    global _next
+    for _ in range(len(_block)):
+        port, _next = _next, _block.start + (_next + 1 - _block.start) % len(_block)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise RuntimeError(f"no free loopback port in {_block}")
 
 
 def stop_process(
