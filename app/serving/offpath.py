@@ -35,20 +35,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from app.frames import read_frame, write_frame
 from app.logs import configure_logging
 from app.registry.store import Registry
 from app.results import InferenceResult
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, split_rows
-from app.serving.offpath_protocol import (
-    Report,
-    ShadowRows,
-    Start,
-    Task,
-    Version,
-    read_frame,
-    write_frame,
-)
+from app.serving.offpath_protocol import Report, ShadowRows, Start, Task, Version
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)

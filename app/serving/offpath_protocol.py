@@ -4,21 +4,17 @@ then, in turn, one hop of ``Task``s in and one ``Report`` out."""
 
 from __future__ import annotations
 
-import pickle
-import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy.typing as npt
 
 from app.config import Settings
 from app.results import InferenceResult
 from app.serving.contract import Rows
-
-HEADER = struct.Struct(">I")
 
 Version = tuple[str, str]  # (model, version)
 
@@ -65,24 +61,3 @@ class Report:
     judged: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # labels already in
     log_failures: int = 0  # shadow rows the prediction log refused
     log_error: str = ""
-
-
-def frame(message: object) -> bytes:
-    """``message`` as one length-prefixed pickle (both ends of the pipe)."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(payload)) + payload
-
-
-def write_frame(stream: BinaryIO, message: object) -> None:
-    stream.write(frame(message))
-    stream.flush()
-
-
-def read_frame(stream: BinaryIO) -> Any:
-    """The next message, or None at end of stream (the server has gone)."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(header)
-    # The only writer is the server process that started this one, over its own pipe.
-    return pickle.loads(stream.read(size))  # noqa: S301

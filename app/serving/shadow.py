@@ -33,9 +33,10 @@ import numpy as np
 from app import metrics
 from app.config import Settings
 from app.failure_log import RepeatedFailureLog
+from app.frames import HEADER, frame
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
-from app.serving.offpath_protocol import HEADER, Report, ShadowLog, Start, Task, Version, frame
+from app.serving.offpath_protocol import Report, ShadowLog, Start, Task, Version
 from app.serving.runner import ServedModel
 
 log = logging.getLogger(__name__)
