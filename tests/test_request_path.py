@@ -35,7 +35,7 @@ def recorded_modules(registry: Path) -> list[str]:
 def test_the_docs_name_every_module_one_predict_runs_through(tmp_path: Path) -> None:
     recorded = recorded_modules(copy_registry(tmp_path / "registry"))
     assert "app/serving/runner.py" in recorded  # the hook saw the inference thread
-    assert "app/monitoring/sqlite.py" in recorded  # and the prediction log's writer
+    assert "app/monitoring/sqlite.py" in recorded  # and the prediction log's writer process
     documented = documented_modules((ROOT / "docs" / "architecture.md").read_text())
     assert sorted(documented) == sorted(recorded), (
         f"run but not documented: {sorted(set(recorded) - set(documented))}; "

@@ -2,9 +2,11 @@
 
 The request path only appends one entry (the rows, the result and the ids, unserialized) to a
 buffer bounded in rows and in bytes (``app.monitoring.sizes.entry_bytes``, an estimate). A
-writer thread wakes every ``flush_interval_s``, serializes the buffer and commits it in one
-transaction, and purges rows older than the retention window now and then; an entry's rows and
-bytes count against the bounds until the writer is done with it. Nothing here ever raises into
+writer thread wakes every ``flush_interval_s``, stacks the buffer into batches
+(``app.monitoring.logpack``) and hands them to its sink, which serializes and commits them in
+one transaction: in a server, the writer process (``app.monitoring.logwriter``); it purges
+rows older than the retention window now and then. An entry's rows and bytes count against the
+bounds until the sink is done with it. Nothing here ever raises into
 a prediction: a full buffer or a failed write (locked database, full disk) drops those rows and
 counts them in ``modelserve_log_write_failures_total{operation}``, every row; the log says when
 such a failure starts, at most once a minute while it lasts, and when it ends
@@ -21,76 +23,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
-import orjson
 
 from app import metrics
 from app.config import Settings
 from app.failure_log import RepeatedFailureLog
 from app.metrics import OP_BUFFER_FULL, OP_PREDICTIONS, OP_RETENTION
 from app.monitoring.backend import open_backend
-from app.monitoring.records import LogBackend, PredictionRow
+from app.monitoring.logpack import Entry, pack
+from app.monitoring.logwriter import BackendSink, ProcessSink, Sink
+from app.monitoring.records import LogBackend
 from app.monitoring.sizes import entry_bytes
 from app.results import InferenceResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    time: float
-    result: InferenceResult
-    rows: Any  # a float64 matrix, typed rows' values as sent, an object matrix or a DataFrame
-    size: int = 0  # entry_bytes(): what it counts against the buffer's bound
-
-
-def encode_outputs(
-    predictions: npt.NDArray[Any], probabilities: npt.NDArray[Any] | None
-) -> list[str]:
-    """Each row's ``output`` column: its prediction and probabilities as JSON."""
-    preds = predictions.tolist()
-    proba_rows = probabilities.tolist() if probabilities is not None else [None] * len(preds)
-    return [
-        orjson.dumps({"prediction": pred, "probabilities": p}).decode()
-        for pred, p in zip(preds, proba_rows, strict=True)
-    ]
-
-
-def _serialize(entry: _Entry) -> list[PredictionRow]:
-    return [
-        (
-            pid,
-            entry.time,
-            entry.result.model,
-            entry.result.version,
-            orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-            output,
-        )
-        for pid, row, output in zip(
-            entry.result.prediction_ids,
-            _rows(entry.rows),
-            encode_outputs(entry.result.predictions, entry.result.probabilities),
-            strict=True,
-        )
-    ]
-
-
-def _rows(rows: Any) -> list[list[Any]]:
-    """Inputs in feature order as JSON-ready lists (typed values kept; missing as null)."""
-    if isinstance(rows, list):  # typed rows, as sent (missing values already None)
-        return rows
-    if isinstance(rows, np.ndarray) and rows.dtype != object:
-        return list(rows.tolist())
-    table = np.asarray(rows, dtype=object)
-    return [[None if _missing(v) else v for v in row] for row in table.tolist()]
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 class PredictionLog:
@@ -98,6 +44,7 @@ class PredictionLog:
         self,
         backend: LogBackend,
         *,
+        sink: Sink | None = None,
         flush_interval_s: float = 0.15,
         max_buffered_rows: int = 10_000,
         max_buffered_bytes: int = 16 * 1024 * 1024,
@@ -105,12 +52,13 @@ class PredictionLog:
         retention_check_s: float = 300.0,
     ) -> None:
         self.backend = backend
+        self.sink = sink if sink is not None else BackendSink(backend)
         self.flush_interval_s = flush_interval_s
         self.max_buffered_rows = max_buffered_rows
         self.max_buffered_bytes = max_buffered_bytes
         self.retention_s = retention_s
         self.retention_check_s = retention_check_s
-        self._buffer: list[_Entry] = []
+        self._buffer: list[Entry] = []
         # Rows and bytes of the entries not yet written (buffered, or being written).
         self._buffered_rows = 0
         self._buffered_bytes = 0
@@ -140,9 +88,9 @@ class PredictionLog:
 
     def submit(self, result: InferenceResult, rows: Any) -> None:
         """Queue a request's rows and answers for writing; never blocks on I/O, never raises."""
-        self._append(_Entry(time.time(), result, rows, entry_bytes(result, rows)))
+        self._append(Entry(time.time(), result, rows, entry_bytes(result, rows)))
 
-    def _append(self, entry: _Entry) -> None:
+    def _append(self, entry: Entry) -> None:
         n = len(entry.result.prediction_ids)
         with self._cond:
             rows, size = self._buffered_rows + n, self._buffered_bytes + entry.size
@@ -186,6 +134,7 @@ class PredictionLog:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self.sink.close()
         self.backend.close()
 
     def _run(self) -> None:
@@ -212,9 +161,9 @@ class PredictionLog:
             if stopping:
                 return
 
-    def _write(self, entries: list[_Entry]) -> None:
+    def _write(self, entries: list[Entry]) -> None:
         try:
-            self.backend.write_predictions([row for entry in entries for row in _serialize(entry)])
+            self.sink.write(pack(entries))
         except Exception as exc:
             n = sum(len(entry.result.prediction_ids) for entry in entries)
             metrics.LOG_WRITE_FAILURES.labels(OP_PREDICTIONS).inc(n)
@@ -248,6 +197,7 @@ def from_settings(settings: Settings) -> PredictionLog | None:
     backend = open_backend(settings.database_url, settings.prediction_log_path)
     return PredictionLog(
         backend,
+        sink=ProcessSink(settings.database_url, settings.prediction_log_path),
         flush_interval_s=settings.prediction_log_flush_ms / 1000,
         max_buffered_rows=settings.prediction_log_buffer_rows,
         max_buffered_bytes=settings.prediction_log_buffer_bytes,

@@ -25,7 +25,7 @@ from app.errors import RequestError
 from app.failure_log import RepeatedFailureLog
 from app.monitoring.backend import open_backend
 from app.monitoring.feedback import FeedbackItem, judge
-from app.monitoring.predlog import encode_outputs
+from app.monitoring.logpack import encode_outputs
 from app.monitoring.records import ShadowRow, StoredPrediction
 from app.registry.metadata import ModelMetadata
 from app.registry.store import Registry, RegistryError

@@ -5,15 +5,19 @@ thread before the app is imported (``sys.setprofile`` and ``threading.setprofile
 serves ``create_app`` with the project's own options (uvloop, the header-deadline protocol) on a
 free loopback port in a thread, one warm-up request is answered, then the hook records the file
 of every Python function called in any thread while one more request is answered and its rows
-are written to the prediction log. Prints the modules, relative to the checkout, one per line,
-in the order each was first entered.
+are written to the prediction log. The log's writer process runs under the same hook
+(``--writer``), recording while it writes that request's rows. Prints the modules, relative to
+the checkout, one per line, in the order each was first entered (the server's, then the
+writer's).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +46,7 @@ def main(registry: str) -> None:
 
     from app.config import Settings
     from app.main import create_app
+    from app.monitoring.logwriter import ProcessSink
     from app.server.run import uvicorn_options
     from tests.helpers.support import free_port
 
@@ -67,6 +72,16 @@ def main(registry: str) -> None:
                 pass
             time.sleep(0.1)
         services = app.state.services
+        sink = services.prediction_log.sink
+        assert isinstance(sink, ProcessSink)
+        writer_out = Path(tempfile.mkdtemp()) / "writer-modules"
+        sink.command = [
+            sys.executable,
+            "-m",
+            "tests.helpers.request_path",
+            "--writer",
+            str(writer_out),
+        ]
         name = settings.default_model
         meta = services.registry.metadata(name, services.registry.resolve(name, "production"))
         body = {"instances": [list(meta.example)]}
@@ -78,10 +93,37 @@ def main(registry: str) -> None:
         _recording = False
     assert response.status_code == 200, response.text
     server.should_exit = True
-    thread.join(30)
-    for filename in _seen:
+    thread.join(30)  # the lifespan stops the prediction log, and so its writer
+    for filename in dict.fromkeys([*_seen, *writer_out.read_text().split()]):
         print(Path(filename).relative_to(ROOT))
 
 
+def writer(out: str) -> None:
+    """The log writer process under the hook, recording from the third frame it reads (after
+    its start and the warm-up's rows) to the end of its input."""
+    from app import frames
+    from app.monitoring import logwriter
+
+    read: Callable[..., Any] = frames.read_frame
+    seen_frames = 0
+
+    def counted(stream: Any) -> Any:
+        global _recording
+        nonlocal seen_frames
+        message = read(stream)
+        seen_frames += 1
+        _recording = seen_frames >= 3 and message is not None
+        return message
+
+    setattr(logwriter, "read_frame", counted)  # noqa: B010 (it names the frames' function)
+    sys.setprofile(_profile)
+    threading.setprofile(_profile)
+    logwriter.main()
+    Path(out).write_text("\n".join(_seen))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--writer":
+        writer(sys.argv[2])
+    else:
+        main(sys.argv[1])

@@ -183,15 +183,29 @@ def wait_all_workers_ready(url: str, streak: int = 20, timeout: float = 90) -> N
             time.sleep(0.1)
 
 
-def worker_pids(supervisor: int) -> set[int]:
-    """The uvicorn worker processes under the supervisor (not multiprocessing's helpers)."""
+def child_pids(parent: int, marker: bytes) -> set[int]:
+    """The children of ``parent`` whose command line holds ``marker``."""
     found: set[int] = set()
-    for task in Path(f"/proc/{supervisor}/task").iterdir():
+    for task in Path(f"/proc/{parent}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"spawn_main" in cmdline:
+            if marker in cmdline:
                 found.add(int(child))
     return found
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """The uvicorn worker processes under the supervisor (not multiprocessing's helpers)."""
+    return child_pids(supervisor, b"spawn_main")
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited one not yet reaped counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
