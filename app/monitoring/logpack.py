@@ -96,23 +96,25 @@ def _numeric(rows: Any) -> bool:
     return isinstance(rows, np.ndarray) and rows.dtype != object and rows.ndim == 2
 
 
-def _array_key(array: npt.NDArray[Any] | None) -> tuple[Any, ...] | None:
+def _like(array: npt.NDArray[Any] | None) -> tuple[Any, ...] | None:
     """What two arrays must share to stack with every value as it was: the dtype (strings of
     any length stack as they are), the shape after the first axis."""
     if array is None:
         return None
-    kind = array.dtype.kind if array.dtype.kind in "US" else array.dtype.str
-    return kind, array.shape[1:]
+    dtype = array.dtype
+    return (dtype.kind if dtype.kind in "US" else dtype), array.shape[1:]
 
 
 def _key(entry: Entry) -> tuple[Any, ...]:
+    # Once per entry per flush, holding the GIL: attribute reads only (a dtype's .str costs
+    # more than the rest of the key).
     result, rows = entry.result, entry.rows
-    inputs = _array_key(rows) if _numeric(rows) else None
+    inputs = (rows.dtype, rows.shape[1:]) if _numeric(rows) else None
     return (
         result.model,
         result.version,
-        _array_key(result.predictions),
-        _array_key(result.probabilities),
+        _like(result.predictions),
+        _like(result.probabilities),
         inputs,
     )
 
