@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,5 +135,19 @@ def fresh_database(server_url: str) -> Iterator[str]:
     try:
         yield with_dbname(server_url, name)
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop(server_url, name)
+
+
+def _drop(server_url: str, name: str) -> None:
+    # FORCE ends this role's sessions, but not an autovacuum worker (the superuser's) that
+    # happens to be in the database: it is refused until that worker is done, seconds at most.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

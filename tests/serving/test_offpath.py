@@ -98,7 +98,9 @@ def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
     tmp_path: Path, merges: bool
 ) -> None:
     X, y, _ = iris()
-    shadow = SlowModel(0.0).fit(X, y) if merges else BatchSensitive().fit(X, y)
+    # 50 ms a shadow call: requests sent meanwhile queue for the next hop, however fast the
+    # scorer starts (it once started before the requests could queue, on a loaded machine).
+    shadow = SlowModel(0.05).fit(X, y) if merges else BatchSensitive().fit(X, y)
     if not merges:  # the toy bites: merged rows differ from rows scored alone
         assert (
             shadow.predict_proba(X[:7]).tolist()
