@@ -79,6 +79,9 @@ def _shadow_rows(path: Path) -> dict[str, Any]:
     return {pid: json.loads(output) for pid, output in rows}
 
 
+MARK = 7.77  # a first value no iris row and no probe row has
+
+
 def _served(tmp_path: Path, shadow: Any) -> tuple[Settings, str]:
     root = tmp_path / "toy-models"
     registry = toy_registry(root, delay_s=0.0)
@@ -98,9 +101,12 @@ def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
     tmp_path: Path, merges: bool
 ) -> None:
     X, y, _ = iris()
-    # 50 ms a shadow call: requests sent meanwhile queue for the next hop, however fast the
-    # scorer starts (it once started before the requests could queue, on a loaded machine).
-    shadow = SlowModel(0.05).fit(X, y) if merges else BatchSensitive().fit(X, y)
+    # 50 ms a shadow call on the requests' rows (marked by their first value; the load-time
+    # probe's rows are not slowed, so its 2 s budget holds): requests sent meanwhile queue
+    # for the next hop, however fast the scorer process starts on a loaded machine.
+    shadow = (
+        SlowModel(0.05, only_first_value=MARK).fit(X, y) if merges else BatchSensitive().fit(X, y)
+    )
     if not merges:  # the toy bites: merged rows differ from rows scored alone
         assert (
             shadow.predict_proba(X[:7]).tolist()
@@ -114,7 +120,8 @@ def test_shadow_outputs_are_each_requests_own_whatever_the_hop(
         # Sent while the scorer process starts: its first hops hold many requests.
         start = 0
         for size in (1, 2, 5, 1, 3, 8, 1, 1, 4, 2) * 3:
-            rows = X[start : start + size]
+            rows = X[start : start + size].copy()
+            rows[0, 0] = MARK
             start += size
             body = client.post("/predict", json={"instances": rows.tolist()}).json()
             requests.append((body["prediction_ids"], rows))
