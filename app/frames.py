@@ -3,11 +3,21 @@ starts (the off-path scorer, the prediction log's writer) over their stdin and s
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
+import sys
 from typing import IO, Any
 
 HEADER = struct.Struct(">I")
+
+
+def helper_env() -> dict[str, str]:
+    """The environment to start a helper process with: this one's imports, no metrics (in the
+    workers' multiprocess directory its files would be read as a worker's)."""
+    env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
 
 
 def frame(message: object) -> bytes:

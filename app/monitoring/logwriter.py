@@ -16,7 +16,6 @@ stops, or when the worker is gone.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from app.frames import read_frame, write_frame
+from app.frames import helper_env, read_frame, write_frame
 from app.monitoring.backend import open_backend
 from app.monitoring.logpack import Batch, serialize
 from app.monitoring.records import LogBackend, LogBackendError
@@ -86,10 +85,7 @@ class ProcessSink:
         self._stop(kill=False)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        # Its metrics would land in the workers' multiprocess directory: it exports none.
-        env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the same imports
-        env |= {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # it does no algebra
+        env = helper_env() | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # no algebra
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,

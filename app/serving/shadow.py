@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import pickle
 import sys
 import time
@@ -33,7 +32,7 @@ import numpy as np
 from app import metrics
 from app.config import Settings
 from app.failure_log import RepeatedFailureLog
-from app.frames import HEADER, frame
+from app.frames import HEADER, frame, helper_env
 from app.serving.batching import BatchResult
 from app.serving.contract import Rows, concat
 from app.serving.offpath_protocol import Report, ShadowLog, Start, Task, Version
@@ -102,9 +101,7 @@ class ScorerProcess:
             await proc.wait()
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        # Its metrics would land in the workers' multiprocess directory: it exports none.
-        env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the same imports
+        env = helper_env()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.serving.offpath",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
